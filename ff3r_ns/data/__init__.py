@@ -1,0 +1,1 @@
+"""Scene readers, synthetic rooms and view sampling."""

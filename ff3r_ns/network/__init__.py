@@ -1,0 +1,1 @@
+"""The FF3R network in plain PyTorch (no nerfstudio import)."""

@@ -1,0 +1,1 @@
+"""Thin nerfstudio adapters: method configs, dataparsers, datamanager, model, pipeline."""

@@ -1,0 +1,1 @@
+"""Annotation-free training: losses, warping, teachers."""
