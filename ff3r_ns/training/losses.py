@@ -1,0 +1,232 @@
+"""The learning objective of FF3R (Sec. 3.3, Eq. 9-13), as pure functions of tensors.
+
+``L_total = L_rgb + 0.1 L_feat + 0.1 L_warp + 1.0 L_d + 10.0 L_p`` (Eq. 13), with
+``L_rgb = L1 + 0.05 LPIPS`` (Eq. 9), ``L_feat = 1 - cos`` against the 2D semantic teacher (Eq. 10),
+and distillation of the camera head's pose encodings (Eq. 11) and of depth (Eq. 12) from a frozen
+geometry teacher. ``L_warp`` (Eq. 2-4) lives in :mod:`ff3r_ns.training.warp`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+import lpips
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+
+LPIPS_BACKBONES = {
+    "alex": ("alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"),
+    "vgg": ("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth"),
+}
+"""torchvision ImageNet checkpoint (file name, address) of each LPIPS backbone."""
+
+
+@dataclass
+class LossWeights:
+    """Weights of the terms of Eq. 13 (and of LPIPS inside ``L_rgb``, Eq. 9); paper values by default."""
+
+    rgb: float = 1.0
+    """Weight of ``L_rgb`` (Eq. 9), the photometric loss on rendered context views."""
+    lpips: float = 0.05
+    """``lambda_lpips`` inside ``L_rgb`` (Eq. 9); 0 trains without LPIPS (no backbone weights needed)."""
+    feat: float = 0.1
+    """``lambda_1``: weight of ``L_feat`` (Eq. 10), rendered features against the 2D semantic teacher."""
+    warp: float = 0.1
+    """``lambda_2``: weight of ``L_warp`` (Eq. 4), geometry-guided feature warping."""
+    depth: float = 1.0
+    """``lambda_3``: weight of ``L_d`` (Eq. 12), depth distillation."""
+    pose: float = 10.0
+    """``lambda_4``: weight of ``L_p`` (Eq. 11), pose-encoding distillation."""
+
+
+def rgb_loss(
+    pred: Float[Tensor, "*batch 3 h w"],
+    gt: Float[Tensor, "*batch 3 h w"],
+    lpips_fn: Optional[lpips.LPIPS],
+    lpips_weight: float,
+) -> Float[Tensor, ""]:
+    """``L_rgb`` of Eq. 9: mean absolute error plus ``lpips_weight`` times the mean LPIPS.
+
+    Images are in ``[0, 1]`` (LPIPS is called with ``normalize=True``). ``lpips_fn`` (see
+    :func:`make_lpips`) is only used when ``lpips_weight > 0``.
+    """
+    if pred.shape != gt.shape or pred.ndim < 3 or pred.shape[-3] != 3:
+        raise ValueError(
+            f"pred and gt must both have shape [..., 3, h, w], got {list(pred.shape)} and {list(gt.shape)}"
+        )
+    # Eq. 9: ||I - I_hat||_1 + lambda_lpips LPIPS(I, I_hat).
+    loss = (pred - gt).abs().mean()
+    if lpips_weight > 0:
+        if lpips_fn is None:
+            raise ValueError(
+                f"lpips_weight={lpips_weight} but no LPIPS network was given: build one with make_lpips() "
+                "(it needs the backbone's ImageNet weights) or set the LPIPS weight to 0"
+            )
+        flat_pred, flat_gt = pred.reshape(-1, *pred.shape[-3:]), gt.reshape(-1, *gt.shape[-3:])
+        loss = loss + lpips_weight * lpips_fn(flat_pred, flat_gt, normalize=True).mean()
+    return loss
+
+
+def feature_loss(
+    pred: Float[Tensor, "b v f h w"], teacher: Float[Tensor, "b v f ht wt"]
+) -> Float[Tensor, ""]:
+    """``L_feat`` of Eq. 10: mean over pixels of ``1 - cos(rendered feature, teacher feature)``.
+
+    The teacher map is resized (bilinear, ``align_corners=False``) to the rendered resolution, so the
+    loss is taken where the renderer predicts and the rendered features' gradient is untouched. The
+    teacher is a target: no gradient reaches it.
+    """
+    if pred.ndim != 5 or teacher.ndim != 5 or pred.shape[:3] != teacher.shape[:3]:
+        raise ValueError(
+            f"pred [b, v, f, h, w] and teacher [b, v, f, h', w'] must agree on b, v, f; "
+            f"got {list(pred.shape)} and {list(teacher.shape)}"
+        )
+    b, v, f, h, w = pred.shape
+    teacher = teacher.detach().flatten(0, 1)
+    if tuple(teacher.shape[-2:]) != (h, w):
+        teacher = F.interpolate(teacher, size=(h, w), mode="bilinear", align_corners=False)
+    # Eq. 10: 1 - F_hat . F / (||F_hat|| ||F||).
+    return (1 - F.cosine_similarity(pred.flatten(0, 1), teacher, dim=1)).mean()
+
+
+def pose_distillation_loss(
+    pred_pose_enc_list: list[Float[Tensor, "b v 9"]],
+    teacher_pose_enc: Float[Tensor, "b v 9"],
+    gamma: float = 0.6,
+    delta: float = 1.0,
+) -> Float[Tensor, ""]:
+    """``L_p`` of Eq. 11 over the camera head's ``n`` refinement iterations.
+
+    ``(1 / n) sum_i gamma^(n-1-i) mean(Huber_delta(p_i - p_teacher))``: the last iteration has weight
+    1 and earlier ones decay by ``gamma``. As in VGGT's ``compute_camera_loss`` and AnySplat's
+    distillation loss, the weights are not normalized to sum to 1; the sum is divided by ``n``. The
+    Huber mean runs over batch, views and the 9 encoding entries. The teacher gets no gradient.
+    """
+    if len(pred_pose_enc_list) == 0:
+        raise ValueError("pred_pose_enc_list is empty: give the pose encoding of every refinement iteration")
+    teacher = teacher_pose_enc.detach()
+    n = len(pred_pose_enc_list)
+    loss = teacher.new_zeros(())
+    for i, pred in enumerate(pred_pose_enc_list):
+        if pred.shape != teacher.shape or pred.shape[-1] != 9:
+            raise ValueError(
+                f"pose encoding {i} has shape {list(pred.shape)}; it and the teacher's {list(teacher.shape)} "
+                "must both be [b, v, 9]"
+            )
+        # Eq. 11: Huber (||.||_eps) on pose encodings, iteration i weighted by gamma^(n-1-i).
+        loss = loss + gamma ** (n - 1 - i) * F.huber_loss(pred, teacher, delta=delta)
+    return loss / n
+
+
+def depth_distillation_loss(
+    pred_depth: Float[Tensor, "b v h w"],
+    teacher_depth: Float[Tensor, "b v h w"],
+    teacher_conf: Float[Tensor, "b v h w"],
+    top_fraction: float = 0.7,
+) -> Float[Tensor, ""]:
+    """``L_d`` of Eq. 12: squared depth error over the teacher's most confident pixels of each view.
+
+    In each view the mask ``M`` keeps ``round(top_fraction * n_valid)`` pixels of highest
+    ``teacher_conf`` among the ``n_valid`` valid ones (finite positive teacher depth, finite
+    confidence); ties are broken arbitrarily. The loss is the mean squared error over ``M`` of each
+    view, averaged over views that keep at least one pixel (0, with zero gradient, if none does). The
+    teacher gets no gradient.
+    """
+    if not (pred_depth.ndim == 4 and pred_depth.shape == teacher_depth.shape == teacher_conf.shape):
+        raise ValueError(
+            f"pred_depth, teacher_depth and teacher_conf must share one shape [b, v, h, w], got "
+            f"{list(pred_depth.shape)}, {list(teacher_depth.shape)} and {list(teacher_conf.shape)}"
+        )
+    if not 0 < top_fraction <= 1:
+        raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
+    pred = pred_depth.flatten(0, 1).flatten(1)  # [views, pixels]
+    target = teacher_depth.detach().flatten(0, 1).flatten(1)
+    conf = teacher_conf.detach().flatten(0, 1).flatten(1)
+    valid = torch.isfinite(target) & (target > 0) & torch.isfinite(conf)
+    target = torch.where(valid, target, torch.zeros_like(target))
+
+    keep = torch.round(top_fraction * valid.sum(dim=1))  # [views]
+    order = torch.where(valid, conf, torch.full_like(conf, -torch.inf)).argsort(dim=1, descending=True)
+    positions = torch.arange(order.shape[1], device=order.device).expand_as(order)
+    ranks = torch.empty_like(order).scatter_(1, order, positions)  # rank of each pixel, 0 = most confident
+    mask = valid & (ranks < keep[:, None])  # M: the top pixels of each view
+
+    # Eq. 12: (1 / N) sum_i mean over M of (D_teacher - D_hat)^2.
+    squared = torch.where(mask, (pred - target) ** 2, torch.zeros_like(pred))
+    per_view = squared.sum(dim=1) / keep.clamp(min=1)
+    has_pixels = (keep > 0).to(per_view.dtype)
+    return (per_view * has_pixels).sum() / has_pixels.sum().clamp(min=1)
+
+
+def make_lpips(weights_path: Union[str, Path, None] = None, net: Literal["alex", "vgg"] = "vgg") -> lpips.LPIPS:
+    """A frozen LPIPS network (eval mode) built from local files only.
+
+    LPIPS is an ImageNet backbone (torchvision ``alexnet`` or ``vgg16``) plus linear layers. The
+    linear layers ship inside the ``lpips`` package; the backbone is read from ``weights_path``, a
+    torchvision checkpoint (e.g. ``vgg16-397923af.pth``), or, when ``None``, from torchvision's cache
+    ``$TORCH_HOME/hub/checkpoints/``. VGG is the default, as for training in MVSplat and AnySplat.
+
+    Raises:
+        FileNotFoundError: no backbone checkpoint; the message says which file to get and where to put it.
+        ValueError: the checkpoint is not a torchvision checkpoint of ``net``.
+    """
+    if net not in LPIPS_BACKBONES:
+        raise ValueError(f'net must be "alex" or "vgg", got {net!r}')
+    file_name, url = LPIPS_BACKBONES[net]
+    default_path = Path(torch.hub.get_dir()) / "checkpoints" / file_name
+    path = Path(weights_path) if weights_path is not None else default_path
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"LPIPS ({net}) needs the ImageNet backbone weights {file_name}, not found at {path}. Download "
+            f"{url} and put it at {default_path} (or pass its path as the LPIPS weights path), or set the "
+            "LPIPS loss weight to 0 to train without LPIPS."
+        )
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    features = {key.removeprefix("features."): value for key, value in state.items() if key.startswith("features.")}
+    if not features:
+        raise ValueError(f"{path} is not a torchvision {net} checkpoint: it has no 'features.*' entries")
+    with warnings.catch_warnings():  # lpips still builds its backbone with torchvision's deprecated arguments
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(pretrained=True, net=net, pnet_rand=True, verbose=False)
+    # lpips splits torchvision's `features` into slices that keep the layer indices: features.i -> sliceK.i.
+    remapped = {
+        f"{slice_name}.{key}": value
+        for slice_name, block in model.net.named_children()
+        for layer, _ in block.named_children()
+        for key, value in features.items()
+        if key.split(".")[0] == layer
+    }
+    try:
+        model.net.load_state_dict(remapped, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"{path} does not hold torchvision {net} weights: {error}") from error
+    return model.eval().requires_grad_(False)
+
+
+def total_loss(terms: dict[str, Tensor], weights: LossWeights) -> tuple[Float[Tensor, ""], dict[str, float]]:
+    """``L_total`` of Eq. 13: the weighted sum of the given terms.
+
+    ``terms`` maps names of :class:`LossWeights` fields (``rgb``, ``feat``, ``warp``, ``depth``,
+    ``pose``; LPIPS is inside ``rgb``) to scalar losses; a term left out contributes nothing.
+    Returns the total and, for logging, every unweighted term and ``"total"`` as floats.
+    """
+    names = {field.name for field in fields(LossWeights)} - {"lpips"}
+    unknown = set(terms) - names
+    if unknown:
+        raise ValueError(f"unknown loss terms {sorted(unknown)}; expected some of {sorted(names)}")
+    if not terms:
+        raise ValueError("terms is empty: give at least one loss term")
+    for name, term in terms.items():
+        if term.ndim != 0:
+            raise ValueError(f"loss term {name!r} must be a scalar, got shape {list(term.shape)}")
+    # Eq. 13: L_rgb + lambda_1 L_feat + lambda_2 L_warp + lambda_3 L_d + lambda_4 L_p.
+    total = sum(getattr(weights, name) * term for name, term in terms.items())
+    log = {name: float(term.detach()) for name, term in terms.items()}
+    log["total"] = float(total.detach())
+    return total, log
