@@ -41,7 +41,8 @@ class SceneData:
     label_paths: Optional[list[Path]] = None
     """One per-pixel class-id PNG per frame (ids 1..8, 0 = nothing), or None."""
     feature_paths: Optional[list[Path]] = None
-    """One 2D semantic-teacher feature file per frame (.npy, [h, w, 512] float16), or None."""
+    """One 2D semantic-teacher feature file per frame, or None. Synthetic rooms store a compact factored
+    form (.npz); ``ff3r_ns.data.synthetic.load_teacher_features`` turns it into [h/2, w/2, 512]."""
     frame_ids: Optional[list[str]] = None
     """Source-specific frame identifiers (file stems by default)."""
     skipped: list[tuple[Path, str]] = field(default_factory=list)

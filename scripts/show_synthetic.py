@@ -1,0 +1,108 @@
+"""Figure of one synthetic room: RGB, depth, labels and a PCA of the stand-in teacher features.
+
+    python scripts/show_synthetic.py docs/synthetic_room.png --seed 9
+
+Writes the scene to a temporary folder with ``write_scene`` and reads the files back, so the figure
+shows exactly what a reader of the scene gets. The PCA (3 components -> RGB) is fitted jointly on the
+shown views, so the same colour means the same feature in every view.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from ff3r_ns.data.synthetic import CLASS_NAMES, RoomConfig, load_teacher_features, write_scene  # noqa: E402
+
+LABEL_COLORS = np.array(
+    [
+        (0, 0, 0),  # nothing
+        (174, 199, 232),  # wall
+        (152, 223, 138),  # floor
+        (255, 250, 200),  # ceiling
+        (214, 39, 40),  # chair
+        (255, 127, 14),  # table
+        (148, 103, 189),  # sofa
+        (31, 119, 180),  # bed
+        (23, 190, 207),  # other
+    ],
+    dtype=np.uint8,
+)
+
+
+def pca_rgb(features: torch.Tensor, samples: int = 20_000) -> np.ndarray:
+    """``[..., C]`` features to ``[..., 3]`` colours in [0, 1] by a PCA fitted on a fixed pixel sample."""
+    flat = features.reshape(-1, features.shape[-1]).float()
+    pick = torch.randperm(flat.shape[0], generator=torch.Generator().manual_seed(0))[:samples]
+    mean = flat[pick].mean(0)
+    _, _, v = torch.linalg.svd(flat[pick] - mean, full_matrices=False)
+    proj = (flat - mean) @ v[:3].T
+    lo, hi = torch.quantile(proj[pick], 0.01, dim=0), torch.quantile(proj[pick], 0.99, dim=0)
+    return ((proj - lo) / (hi - lo)).clamp(0, 1).reshape(*features.shape[:-1], 3).numpy()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, nargs="?", default=Path("docs/synthetic_room.png"))
+    parser.add_argument("--seed", type=int, default=9, help="room seed (9 shows all eight classes)")
+    parser.add_argument("--num-views", type=int, default=32)
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--show", type=int, nargs="+", default=[0, 9, 17, 25], help="indices of the views to show")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = RoomConfig(seed=args.seed, num_views=args.num_views, image_size=args.image_size)
+        root = write_scene(Path(tmp) / "scene", config).parent
+        meta = json.loads((root / "transforms.json").read_text())
+        frames = [meta["frames"][i] for i in args.show]
+        rgb = [np.array(Image.open(root / f["file_path"])) for f in frames]
+        depth = [np.array(Image.open(root / f["depth_file_path"])) * meta["depth_unit_scale_factor"] for f in frames]
+        labels = [np.array(Image.open(root / f["semantic_file_path"])) for f in frames]
+        features = torch.stack([load_teacher_features(root / f["feature_file_path"]) for f in frames])
+    colours = pca_rgb(features)
+    d_max = max(float(d.max()) for d in depth)
+
+    fig, axes = plt.subplots(len(frames), 4, figsize=(12, 3 * len(frames) + 0.9), squeeze=False)
+    titles = ("RGB", "depth (m)", "labels", "teacher features (joint PCA)")
+    for row, i in enumerate(args.show):
+        panels = (rgb[row], depth[row], LABEL_COLORS[labels[row]], colours[row])
+        for col, panel in enumerate(panels):
+            ax = axes[row, col]
+            shown = (
+                ax.imshow(panel, cmap="turbo", vmin=0, vmax=d_max, interpolation="nearest")
+                if col == 1
+                else ax.imshow(panel, interpolation="nearest")
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(titles[col])
+            if col == 0:
+                ax.set_ylabel(f"view {i}")
+            if col == 1:
+                fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+    handles = [Patch(color=LABEL_COLORS[k] / 255, label=f"{k} {name}") for k, name in enumerate(CLASS_NAMES, start=1)]
+    fig.legend(handles=handles, loc="lower center", ncol=8, frameon=False, fontsize=10)
+    fig.suptitle(
+        f"Synthetic room, seed {args.seed}: {len(frames)} of {args.num_views} views at "
+        f"{args.image_size}x{args.image_size} (teacher at half resolution)"
+    )
+    fig.tight_layout(rect=(0, 0.03, 1, 0.98))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=80)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
