@@ -1,0 +1,237 @@
+"""End-to-end inference benchmark: images in, voxelized Gaussians out, versus the number of views.
+
+    python scripts/benchmark.py --preset large --views 2 8 16 32 64 128 --size 448
+    python scripts/benchmark.py --reference-vggt .ref     # VGGT-1B's own code, for the ratio
+
+Random weights (no checkpoint is needed to time a network), bf16 weights on CUDA (every op in bf16;
+``--autocast`` adds autocast, whose float32 LayerNorm outputs cost 10 %), fused attention. VGGT's
+reference runs as its own demo does: float32 weights under bf16 autocast, heads in float32.
+Each row is the median of ``--repeats`` timed runs after one warm-up run, synchronized, and the peak
+GPU memory of those runs. Writes docs/benchmarks/<gpu>-<preset>.json (rows: views, seconds, peak_gib,
+gaussians_before, gaussians_after) and a plot beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+
+def gpu_name() -> str:
+    if not torch.cuda.is_available():
+        return "cpu"
+    name = torch.cuda.get_device_name(0)
+    match = re.search(r"(H100|H200|A100|L40S?|RTX \w+|V100)", name)
+    return (match.group(1) if match else name).replace(" ", "").lower()
+
+
+def time_call(fn: Callable[[], dict], repeats: int, device: torch.device) -> tuple[float, float, dict]:
+    """Median seconds and peak GiB of ``fn`` over ``repeats`` runs after one warm-up."""
+    info = fn()
+    times = []
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        info = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+    return statistics.median(times), peak, info
+
+
+STAGES = ("aggregator", "semantic_encoder", "fusion", "camera_head", "depth_head", "gaussian_head")
+
+
+def stage_timer(model: torch.nn.Module) -> dict[str, list]:
+    """CUDA events around each top-level stage; the rest of the time is unprojection and voxelization."""
+    events: dict[str, list] = {}
+    for name in STAGES:
+        module = getattr(model, name, None)
+        if module is None:
+            continue
+
+        def pre(_module, _args, name=name):
+            events.setdefault(name, []).append([torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)])
+            events[name][-1][0].record()
+
+        def post(_module, _args, _out, name=name):
+            events[name][-1][1].record()
+
+        module.register_forward_pre_hook(pre)
+        module.register_forward_hook(post)
+    return events
+
+
+def ff3r_runner(
+    preset: str, size: int, device: torch.device, dtype: torch.dtype, profile: bool = False, autocast: bool = False,
+    compile_blocks: bool = False,
+):
+    from ff3r_ns.network.ff3r import FF3R
+
+    with device:  # random init directly on the GPU: seconds instead of minutes for 1.6 B parameters
+        model = FF3R.from_preset(preset)
+    model = model.to(dtype=dtype).eval()
+    events = stage_timer(model) if profile and device.type == "cuda" else None
+    if compile_blocks:
+        for blocks in (model.aggregator.frame_blocks, model.aggregator.global_blocks, model.aggregator.patch_embed.blocks):
+            for block in blocks:
+                block.compile()
+
+    def run(views: int) -> Callable[[], dict]:
+        images = torch.rand(1, views, 3, size, size, device=device, dtype=dtype)
+
+        @torch.inference_mode()
+        def call() -> dict:
+            with torch.autocast(device.type, dtype=dtype, enabled=autocast and dtype != torch.float32):
+                out = model(images)
+            info = {"gaussians_before": out.num_pixel_gaussians, "gaussians_after": len(out.gaussians)}
+            if events is not None:
+                torch.cuda.synchronize()
+                info["stage_ms"] = {k: round(v[-1][0].elapsed_time(v[-1][1]), 1) for k, v in events.items()}
+            return info
+
+        return call
+
+    return run
+
+
+def vggt_reference_runner(path: str, size: int, device: torch.device, dtype: torch.dtype):
+    """VGGT-1B's released code (aggregator + camera + depth heads), random weights, as its demo runs it."""
+    sys.path.insert(0, str(Path(path).resolve()))
+    from vggt.models.vggt import VGGT  # noqa: E402  (reference code, never shipped with this project)
+
+    model = VGGT()
+    model.point_head = model.track_head = None  # aggregator + camera + depth heads, as FF3R uses them
+    model = model.to(device).eval()
+
+    def run(views: int) -> Callable[[], dict]:
+        images = torch.rand(1, views, 3, size, size, device=device)
+
+        @torch.inference_mode()
+        def call() -> dict:
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                model(images)
+            return {"gaussians_before": None, "gaussians_after": None}
+
+        return call
+
+    return run
+
+
+def plot(rows: list[dict], title: str, path: Path) -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"matplotlib is missing here: plot later with `python scripts/benchmark.py --plot {path.with_suffix('.json')}`")
+        return
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    views = [r["views"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    a.plot(views, [r["seconds"] for r in rows], "o-")
+    a.set(xlabel="views", ylabel="seconds", title="end-to-end time", xscale="log", yscale="log")
+    b.plot(views, [r["peak_gib"] for r in rows], "o-", color="C1")
+    b.set(xlabel="views", ylabel="GiB", title="peak GPU memory", xscale="log")
+    for ax in (a, b):
+        ax.set_xticks(views, [str(v) for v in views])
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def attention_backends(name: str):
+    """A context that restricts scaled_dot_product_attention to one backend (``default``: torch's choice)."""
+    import contextlib
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    choices = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION}
+    return contextlib.nullcontext() if name == "default" else sdpa_kernel([choices[name]])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="large", choices=["tiny", "small", "large"])
+    parser.add_argument("--reference-vggt", default=None, help="folder holding VGGT's `vggt` package: time it instead")
+    parser.add_argument("--views", type=int, nargs="+", default=[2, 8, 16, 32, 64, 128])
+    parser.add_argument("--size", type=int, default=448)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    parser.add_argument("--out-dir", default="docs/benchmarks")
+    parser.add_argument("--sdpa", default="default", choices=["default", "cudnn", "flash", "efficient"], help="attention backend")
+    parser.add_argument(
+        "--autocast", action="store_true", help="also wrap the bf16 model in autocast (LayerNorm then outputs float32)"
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks")
+    parser.add_argument("--profile", action="store_true", help="also time each stage (CUDA events)")
+    parser.add_argument("--plot", default=None, help="only re-plot an existing result JSON")
+    args = parser.parse_args()
+    if args.plot:
+        result = json.loads(Path(args.plot).read_text())
+        meta, ok = result["meta"], [r for r in result["rows"] if r.get("seconds") is not None]
+        title = f"{meta['model']} on {meta['device']}, {meta['size']}x{meta['size']}, {meta['dtype']}"
+        plot(ok, title, Path(args.plot).with_suffix(".png"))
+        return
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = getattr(torch, args.dtype) if device.type == "cuda" else torch.float32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    if args.reference_vggt:
+        label, make = "vggt1b-reference", vggt_reference_runner(args.reference_vggt, args.size, device, dtype)
+    else:
+        label = args.preset + ("-autocast" if args.autocast else "") + ("-compiled" if args.compile else "")
+        make = ff3r_runner(args.preset, args.size, device, dtype, args.profile, args.autocast, args.compile)
+
+    rows = []
+    for views in args.views:
+        try:
+            with attention_backends(args.sdpa):
+                seconds, peak, info = time_call(make(views), args.repeats, device)
+        except torch.OutOfMemoryError:
+            print(f"{views:4d} views: out of memory", flush=True)
+            rows.append({"views": views, "seconds": None, "peak_gib": None, "oom": True})
+            torch.cuda.empty_cache()
+            continue
+        row = {"views": views, "seconds": round(seconds, 4), "peak_gib": round(peak, 3), **info}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{gpu_name()}-{label}" + ("" if args.sdpa == "default" else f"-{args.sdpa}")
+    meta = {
+        "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "size": args.size,
+        "dtype": str(dtype).replace("torch.", ""),
+        "repeats": args.repeats,
+        "model": label,
+        "sdpa": args.sdpa,
+    }
+    (out_dir / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    ok = [r for r in rows if r.get("seconds") is not None]
+    if ok:
+        plot(ok, f"{label} on {meta['device']}, {args.size}x{args.size}, {meta['dtype']}", out_dir / f"{stem}.png")
+    print(f"wrote {out_dir / stem}.json")
+
+
+if __name__ == "__main__":
+    main()
