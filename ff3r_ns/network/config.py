@@ -160,20 +160,21 @@ def preset(name: str) -> FF3RConfig:
     if name == "large":
         return FF3RConfig()
     if name == "small":
+        # Sized so that an fp16 checkpoint ships in the repository (< 30 MB) and trains in minutes.
         return FF3RConfig(
             geometry=GeometryConfig(
-                embed_dim=384, depth=8, num_heads=6, patch_embed_depth=6, patch_embed_num_heads=6,
-                intermediate_layer_idx=(1, 3, 5, 7),
+                embed_dim=192, depth=5, num_heads=3, patch_embed_depth=3, patch_embed_num_heads=3,
+                intermediate_layer_idx=(1, 2, 3, 4),
             ),
             semantic=SemanticConfig(
-                embed_dim=384, depth=6, num_heads=6, hooks=(1, 2, 4, 5), reassemble_dims=(48, 96, 192, 384),
-                features=64,
+                embed_dim=192, depth=4, num_heads=3, hooks=(0, 1, 2, 3), reassemble_dims=(24, 48, 96, 192),
+                features=32,
             ),
             heads=HeadsConfig(
-                dpt_features=128, dpt_out_channels=(96, 192, 384, 384), camera_trunk_depth=2, camera_num_heads=6,
+                dpt_features=64, dpt_out_channels=(32, 64, 128, 192), camera_trunk_depth=1, camera_num_heads=3,
                 sh_degree=1, semantic_dim=16, skip_dim=16, gaussian_hidden_dim=32, frames_chunk_size=16,
             ),
-            fusion=FusionConfig(num_heads=6),
+            fusion=FusionConfig(num_heads=3),
             voxel=VoxelConfig(voxel_size=0.01),
             image_size=224,
         )
