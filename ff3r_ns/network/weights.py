@@ -91,8 +91,8 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
     return dict(data)
 
 
-def strict_load(module: nn.Module, state_dict: Mapping[str, Tensor], what: str) -> None:
-    """``module.load_state_dict`` that first checks every key and shape and names all offenders."""
+def check_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor], what: str) -> None:
+    """Raises a ValueError naming every missing, unexpected and mis-shaped key of ``state_dict``."""
     own = module.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
@@ -108,6 +108,11 @@ def strict_load(module: nn.Module, state_dict: Mapping[str, Tensor], what: str) 
             problems.append(f"{label}: {shown}")
     if problems:
         raise ValueError(f"{what} does not fit the model: " + "; ".join(problems))
+
+
+def strict_load(module: nn.Module, state_dict: Mapping[str, Tensor], what: str) -> None:
+    """``module.load_state_dict`` that first checks every key and shape and names all offenders."""
+    check_state_dict(module, state_dict, what)
     module.load_state_dict(state_dict, strict=True)
 
 
@@ -124,9 +129,15 @@ def load_vggt_weights(model: FF3R, source: Source = VGGT_HUB_ID) -> None:
     unknown = sorted(k for k in state if not k.startswith(VGGT_USED_PREFIXES + VGGT_IGNORED_PREFIXES))
     if unknown:
         raise ValueError(f"VGGT checkpoint {source} has keys of no known VGGT module: {unknown[:20]}")
-    for name in ("aggregator", "camera_head", "depth_head"):
-        part = {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")}
-        strict_load(getattr(model, name), part, f"VGGT checkpoint {source} ({name}.*)")
+    parts = {
+        name: {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")}
+        for name in ("aggregator", "camera_head", "depth_head")
+    }
+    # Every part is checked before any is copied, so a bad file leaves the model as it was.
+    for name, part in parts.items():
+        check_state_dict(getattr(model, name), part, f"VGGT checkpoint {source} ({name}.*)")
+    for name, part in parts.items():
+        getattr(model, name).load_state_dict(part, strict=True)
 
 
 def _common_prefix(state: Mapping[str, Tensor], marker: str) -> str:
