@@ -131,25 +131,30 @@ def vggt_reference_runner(path: str, size: int, device: torch.device, dtype: tor
     return run
 
 
-def plot(rows: list[dict], title: str, path: Path) -> None:
+def plot(results: list[dict], title: str, path: Path) -> None:
+    """Time and peak memory versus views, one line per result (a result = meta + rows)."""
     try:
         import matplotlib
     except ImportError:
         print(f"matplotlib is missing here: plot later with `python scripts/benchmark.py --plot {path.with_suffix('.json')}`")
         return
-
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    views = [r["views"] for r in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
-    a.plot(views, [r["seconds"] for r in rows], "o-")
+    views = sorted({r["views"] for result in results for r in result["rows"]})
+    for result in results:
+        rows = [r for r in result["rows"] if r.get("seconds") is not None]
+        label = result["meta"]["model"]
+        a.plot([r["views"] for r in rows], [r["seconds"] for r in rows], "o-", label=label)
+        b.plot([r["views"] for r in rows], [r["peak_gib"] for r in rows], "o-", label=label)
     a.set(xlabel="views", ylabel="seconds", title="end-to-end time", xscale="log", yscale="log")
-    b.plot(views, [r["peak_gib"] for r in rows], "o-", color="C1")
     b.set(xlabel="views", ylabel="GiB", title="peak GPU memory", xscale="log")
     for ax in (a, b):
         ax.set_xticks(views, [str(v) for v in views])
         ax.grid(alpha=0.3)
+    if len(results) > 1:
+        a.legend()
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -180,13 +185,14 @@ def main() -> None:
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks")
     parser.add_argument("--profile", action="store_true", help="also time each stage (CUDA events)")
-    parser.add_argument("--plot", default=None, help="only re-plot an existing result JSON")
+    parser.add_argument("--plot", nargs="+", default=None, help="only plot existing result JSONs (overlaid)")
+    parser.add_argument("--plot-out", default=None, help="where --plot writes (default: beside the first JSON)")
     args = parser.parse_args()
     if args.plot:
-        result = json.loads(Path(args.plot).read_text())
-        meta, ok = result["meta"], [r for r in result["rows"] if r.get("seconds") is not None]
-        title = f"{meta['model']} on {meta['device']}, {meta['size']}x{meta['size']}, {meta['dtype']}"
-        plot(ok, title, Path(args.plot).with_suffix(".png"))
+        results = [json.loads(Path(p).read_text()) for p in args.plot]
+        meta = results[0]["meta"]
+        title = f"{' vs '.join(r['meta']['model'] for r in results)} on {meta['device']}, {meta['size']}x{meta['size']}"
+        plot(results, title, Path(args.plot_out or Path(args.plot[0]).with_suffix(".png")))
         return
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -227,9 +233,8 @@ def main() -> None:
         "sdpa": args.sdpa,
     }
     (out_dir / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    ok = [r for r in rows if r.get("seconds") is not None]
-    if ok:
-        plot(ok, f"{label} on {meta['device']}, {args.size}x{args.size}, {meta['dtype']}", out_dir / f"{stem}.png")
+    if any(r.get("seconds") is not None for r in rows):
+        plot([{"meta": meta, "rows": rows}], f"{label} on {meta['device']}, {args.size}x{args.size}, {meta['dtype']}", out_dir / f"{stem}.png")
     print(f"wrote {out_dir / stem}.json")
 
 
