@@ -1,0 +1,871 @@
+"""``ns-train ff3r``: feed-forward reconstruction of one scene, saved as a normal nerfstudio run.
+
+    ns-train ff3r --data SCENE [--pipeline.weights CHECKPOINT] [--pipeline.views sparse-6] ...
+
+The pipeline reads the scene (any source the readers accept; the ``ff3r-scene`` dataparser detects
+which), picks the context views (:func:`ff3r_ns.eval.protocol.select_views`), runs the network once and
+fills an :class:`~ff3r_ns.ns.model.FF3RModel` with the predicted Gaussians. Nothing is optimized per
+scene unless ``--pipeline.refine-steps N`` asks for a short photometric refinement (L1 on the context
+views, Adam), which the trainer runs as its iterations; without it the trainer runs none and saves the
+checkpoint at once.
+
+Frames: when the scene has poses, the predicted cameras are aligned to them (Umeyama Sim(3) on the
+camera centres) and the Gaussians, cameras and depth are moved into the dataset's frame, so that the
+viewer, the evaluation and the export all work there; the pose error after alignment is printed and
+stored in ``RUN/reconstruction.json``. Without poses, the prediction is turned upright (cameras' up
+along +z, see :func:`~ff3r_ns.eval.protocol.upright_sim3`).
+
+What a checkpoint holds: the model (Gaussians and the semantic lifting layer) and
+:class:`ReconstructionState` (the context frames, their predicted cameras and depth, the Sim(3) used),
+never the network's weights. ``ns-eval``, ``ns-viewer`` and ``ns-export`` load it without running or
+even having the network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Type
+
+import numpy as np
+import torch
+import tyro
+from nerfstudio.cameras.cameras import Cameras, CameraType
+from nerfstudio.configs.base_config import MachineConfig
+from nerfstudio.data.datamanagers.base_datamanager import DataManager, DataManagerConfig
+from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
+from nerfstudio.data.datasets.base_dataset import InputDataset
+from nerfstudio.data.scene_box import SceneBox
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
+from nerfstudio.engine.optimizers import AdamOptimizerConfig
+from nerfstudio.engine.trainer import Trainer, TrainerConfig
+from nerfstudio.pipelines.base_pipeline import Pipeline, VanillaPipelineConfig
+from nerfstudio.plugins.registry_dataparser import discover_dataparsers
+from nerfstudio.plugins.types import MethodSpecification
+from nerfstudio.utils.rich_utils import CONSOLE
+from PIL import Image
+from torch import Tensor, nn
+from torch.nn import Parameter
+
+import ff3r_ns
+from ff3r_ns.data.readers import read_scene
+from ff3r_ns.data.scene import SceneData
+from ff3r_ns.data.synthetic import CLASS_NAMES, class_embeddings
+from ff3r_ns.data.views import Views, fit_size, load_views
+from ff3r_ns.eval.alignment import align_poses, apply_sim3, pose_errors
+from ff3r_ns.eval.metrics import MetricUnavailable, depth_metrics, lpips_metric, psnr, segmentation_metrics, ssim
+from ff3r_ns.eval.protocol import (
+    POSE_REFINE_LR,
+    POSE_REFINE_STEPS,
+    VIEW_SETTINGS,
+    ViewSelection,
+    refine_pose,
+    select_views,
+    sim3_matrix,
+    transform_gaussians,
+    upright_sim3,
+)
+from ff3r_ns.network.cameras import c2w_to_w2c, opencv_to_opengl_c2w, to_4x4, w2c_to_c2w
+from ff3r_ns.network.ff3r import FF3R
+from ff3r_ns.network.gaussians import Gaussians
+from ff3r_ns.network.render import render_gaussians
+from ff3r_ns.network.semantic import TextEncoder
+from ff3r_ns.network.weights import WeightsUnavailable, load_ff3r_checkpoint
+from ff3r_ns.ns.dataparsers import FF3RDataParser, FF3RDataParserConfig
+from ff3r_ns.ns.model import FF3RModel, FF3RModelConfig, lifted_dot, semantic_projection
+
+SHIPPED_WEIGHTS = Path(ff3r_ns.__file__).resolve().parent / "weights" / "ff3r-small"
+"""The checkpoint ``ns-train ff3r`` uses when ``--pipeline.weights`` is not given (the small preset)."""
+PAPER_LONG_SIDE = 448
+"""Long side of the views fed to the network by default (the paper's 448)."""
+SMALLEST_PAPER_SIZED_NETWORK = 224
+"""Networks trained below this size (the tiny test preset) get views of their own training size by default."""
+REPORT_FILE = "reconstruction.json"
+"""What ``ns-train ff3r`` writes beside config.yml: timings, Gaussian counts, views, pose errors."""
+NO_POSES = "the scene has no camera poses, so held-out target views cannot be placed in the reconstruction"
+
+
+# --------------------------------------------------------------------------------------------------
+# Data: the scene, its context views and targets
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FF3RSceneDataParserConfig(FF3RDataParserConfig):
+    """Any scene the readers accept, its kind detected: an image folder, a video, a nerfstudio scene
+    (transforms.json), a COLMAP model or a 7-Scenes sequence folder."""
+
+    _target: Type = field(default_factory=lambda: FF3RSceneDataParser)
+    data: Path = Path()
+    """The scene: a folder, a transforms.json or a video file."""
+
+
+class FF3RSceneDataParser(FF3RDataParser):
+    config: FF3RSceneDataParserConfig
+
+    def read(self) -> list[SceneData]:
+        return [read_scene(self.config.data, verify=self.config.verify_images)]
+
+
+def _ff3r_dataparsers() -> dict[str, FF3RDataParserConfig]:
+    """``ff3r-scene`` first (the default), then the registered FF3R dataparsers (``ff3r-images``, ...)."""
+    registered, _ = discover_dataparsers()
+    found = {name: config for name, config in registered.items() if isinstance(config, FF3RDataParserConfig)}
+    return {"ff3r-scene": FF3RSceneDataParserConfig(), **found}
+
+
+FF3RDataParserUnion = tyro.conf.OmitSubcommandPrefixes[
+    tyro.extras.subcommand_type_from_defaults(_ff3r_dataparsers(), prefix_names=False)
+]
+
+
+class ViewsDataset(InputDataset):
+    """The context views as the network saw them (cropped and resized), served from memory."""
+
+    def __init__(self, dataparser_outputs: DataparserOutputs, images: np.ndarray):
+        super().__init__(dataparser_outputs)
+        self._images = images
+
+    def get_numpy_image(self, image_idx: int) -> np.ndarray:
+        return self._images[image_idx]
+
+
+@dataclass
+class FF3RDataManagerConfig(DataManagerConfig):
+    """Reads one scene through an FF3R dataparser; the pipeline decides which views it serves."""
+
+    _target: Type = field(default_factory=lambda: FF3RDataManager)
+    dataparser: FF3RDataParserUnion = field(default_factory=FF3RSceneDataParserConfig)  # type: ignore[valid-type]
+    """How to read the scene; ff3r-scene detects the kind of source."""
+
+
+class FF3RDataManager(DataManager):
+    """The scene, and once the pipeline has them, its context views with their predicted cameras.
+
+    ``next_train`` cycles through the context views (the refinement's batches). In "inference" mode
+    (``ns-export``) the scene is not read at all, so a run exports even after its data has moved.
+    """
+
+    config: FF3RDataManagerConfig
+
+    def __init__(
+        self,
+        config: FF3RDataManagerConfig,
+        device: torch.device | str = "cpu",
+        test_mode: Literal["test", "val", "inference"] = "val",
+        world_size: int = 1,
+        local_rank: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        self.config = config
+        self.device = torch.device(device)
+        self.test_mode = test_mode
+        if config.data is not None:
+            config.dataparser.data = Path(config.data)
+        self.dataparser = config.dataparser.setup()
+        self.scene: Optional[SceneData] = None
+        self.scene_box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
+        self.context: Optional[Views] = None
+        if test_mode != "inference":
+            if Path(config.dataparser.data) == Path():
+                raise ValueError(
+                    "no scene given: pass it with --data (an image folder, a video, a transforms.json, a COLMAP "
+                    "or 7-Scenes scene)"
+                )
+            self.train_dataparser_outputs = self.dataparser.get_dataparser_outputs(split="train")
+            self.scene = self.train_dataparser_outputs.metadata["scene"]
+            self.scene_box = self.train_dataparser_outputs.scene_box
+        super().__init__()
+
+    def set_context(self, views: Views, cameras: Cameras) -> None:
+        """Serves ``views`` (as the network saw them) with their predicted ``cameras`` from now on."""
+        assert self.scene is not None
+        images = (views.images.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+        outputs = DataparserOutputs(
+            image_filenames=[self.scene.image_paths[i] for i in views.indices],
+            cameras=cameras,
+            scene_box=self.scene_box,
+        )
+        self.train_dataset = ViewsDataset(outputs, images)
+        self.context = views
+
+    def setup_train(self) -> None:
+        """Nothing to set up: the pipeline hands over the views (``set_context``)."""
+
+    def setup_eval(self) -> None:
+        """Nothing to set up: evaluation loads its target views itself."""
+
+    def _context_batch(self, step: int) -> Tuple[Cameras, Dict]:
+        if self.train_dataset is None or self.context is None:
+            raise RuntimeError("the FF3R datamanager has no views yet: the pipeline sets them after the forward pass")
+        index = step % len(self.context)
+        image = self.context.images[index].permute(1, 2, 0).to(self.device)
+        return self.train_dataset.cameras[index : index + 1].to(self.device), {"image": image, "image_idx": index}
+
+    def next_train(self, step: int) -> Tuple[Cameras, Dict]:
+        return self._context_batch(step)
+
+    def next_eval(self, step: int) -> Tuple[Cameras, Dict]:
+        return self._context_batch(step)
+
+    def next_eval_image(self, step: int) -> Tuple[Cameras, Dict]:
+        return self._context_batch(step)
+
+    def get_train_rays_per_batch(self) -> int:
+        return 0 if self.context is None else int(self.context.images.shape[-2] * self.context.images.shape[-1])
+
+    def get_eval_rays_per_batch(self) -> int:
+        return self.get_train_rays_per_batch()
+
+    def get_datapath(self) -> Path:
+        return Path(self.config.dataparser.data)
+
+    def get_param_groups(self) -> Dict[str, List[Parameter]]:
+        return {}
+
+
+# --------------------------------------------------------------------------------------------------
+# What a checkpoint keeps besides the model
+# --------------------------------------------------------------------------------------------------
+
+
+class ReconstructionState(nn.Module):
+    """The prediction besides the Gaussians, in the run's frame, as buffers of any size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("context_indices", torch.zeros(0, dtype=torch.long))  # [s] frames of the scene
+        self.register_buffer("context_c2w", torch.zeros(0, 4, 4))  # [s, 4, 4] OpenCV camera-to-world
+        self.register_buffer("context_intrinsics", torch.zeros(0, 3, 3))  # [s, 3, 3] pixels of the views
+        self.register_buffer("depth", torch.zeros(0, 0, 0, dtype=torch.float16))  # [s, h, w] predicted z-depth
+        self.register_buffer("prediction_to_run", torch.eye(4, dtype=torch.float64))  # Sim(3) [[sR, t], [0, 1]]
+        self.register_buffer("image_hw", torch.zeros(2, dtype=torch.long))  # the views' (h, w)
+
+    def _load_from_state_dict(self, state_dict: Mapping[str, Tensor], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # Buffers take the checkpoint's shapes (a fresh state is empty).
+        for name, buffer in self._buffers.items():
+            if buffer is not None and prefix + name in state_dict:
+                self._buffers[name] = torch.empty_like(state_dict[prefix + name], device=buffer.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @property
+    def scale(self) -> float:
+        """The Sim(3)'s scale: run-frame units per predicted unit."""
+        return float(torch.linalg.det(self.prediction_to_run[:3, :3]) ** (1 / 3))
+
+    def cameras(self) -> Cameras:
+        """The context cameras for nerfstudio."""
+        return nerfstudio_cameras(self.context_c2w, self.context_intrinsics, tuple(int(v) for v in self.image_hw))
+
+
+def nerfstudio_cameras(c2w: Tensor, intrinsics: Tensor, image_hw: Sequence[int]) -> Cameras:
+    """nerfstudio pinhole ``Cameras`` (OpenGL camera-to-world) of OpenCV poses ``[n, 4, 4]`` and ``[n, 3, 3]`` K."""
+    height, width = (int(v) for v in image_hw)
+    K = intrinsics.float()
+    return Cameras(
+        camera_to_worlds=opencv_to_opengl_c2w(c2w.float())[:, :3, :4],
+        fx=K[:, 0, 0:1],
+        fy=K[:, 1, 1:2],
+        cx=K[:, 0, 2:3],
+        cy=K[:, 1, 2:3],
+        width=width,
+        height=height,
+        camera_type=CameraType.PERSPECTIVE,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# The pipeline
+# --------------------------------------------------------------------------------------------------
+
+
+def resolve_weights(weights: Optional[str]) -> str:
+    """The FF3R checkpoint to load: ``weights`` as given, or the shipped one when it is None.
+
+    Raises:
+        WeightsUnavailable: None was given and the shipped checkpoint is not in this installation.
+    """
+    if weights is not None:
+        return weights
+    if not (SHIPPED_WEIGHTS / "model.safetensors").is_file():
+        raise WeightsUnavailable(
+            f"the shipped FF3R checkpoint is not there ({SHIPPED_WEIGHTS} has no model.safetensors): this "
+            "installation does not include it yet. Pass a checkpoint with --pipeline.weights FOLDER (a folder "
+            "written by save_ff3r_checkpoint or ns-train ff3r-train) or a Hugging Face hub id."
+        )
+    return str(SHIPPED_WEIGHTS)
+
+
+def is_synthetic_room(path: Path) -> bool:
+    """Whether the scene at ``path`` (its folder or transforms.json) is a synthetic room written by
+    ``scripts/make_synthetic.py``, whose text space is ``class_embeddings()``."""
+    path = Path(path)
+    transforms = path if path.suffix == ".json" else path / "transforms.json"
+    if not transforms.is_file():
+        return False
+    try:
+        return "ff3r_synthetic" in json.loads(transforms.read_text())
+    except (OSError, ValueError):
+        return False
+
+
+class SyntheticTextSpace(nn.Module):
+    """The text space of a synthetic room's stand-in teacher: a class name's embedding is its row of
+    :func:`~ff3r_ns.data.synthetic.class_embeddings`. Has ``TextEncoder.encode``'s signature.
+
+    Args:
+        generic_unknown: Embed any other prompt as "a generic thing", the normalized mean of the class
+            embeddings (what the viewer's canonical relevancy negatives "object", "things" stand for), with a
+            warning; False: other prompts are an error.
+    """
+
+    def __init__(self, generic_unknown: bool = False) -> None:
+        super().__init__()
+        self.generic_unknown = generic_unknown
+
+    def encode(self, prompts: Sequence[str]) -> Tensor:
+        table = class_embeddings()
+        unknown = [prompt for prompt in prompts if prompt not in CLASS_NAMES]
+        if unknown and not self.generic_unknown:
+            raise ValueError(
+                f"a synthetic room's text space knows the class names {list(CLASS_NAMES)} only, not {unknown}"
+            )
+        if unknown:
+            CONSOLE.print(
+                f"[yellow]Not classes of the synthetic room, embedded as a generic thing: {unknown}", soft_wrap=True
+            )
+        generic = torch.nn.functional.normalize(table.mean(dim=0), dim=0)
+        return torch.stack([table[CLASS_NAMES.index(p)] if p in CLASS_NAMES else generic for p in prompts])
+
+
+@dataclass
+class _Evaluation:
+    """What ns-eval gathers: values per evaluated view (averaged later), scene-level values, and the reason
+    of every metric that could not be computed."""
+
+    per_view: Dict[str, List[float]] = field(default_factory=lambda: defaultdict(list))
+    scene: Dict[str, Any] = field(default_factory=dict)
+    absent: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class FF3RPipelineConfig(VanillaPipelineConfig):
+    """Feed-forward reconstruction: one network pass over the context views of one scene."""
+
+    _target: Type = field(default_factory=lambda: FF3RPipeline)
+    datamanager: FF3RDataManagerConfig = field(default_factory=FF3RDataManagerConfig)
+    """How the scene is read."""
+    model: FF3RModelConfig = field(default_factory=FF3RModelConfig)
+    """The Gaussians' model; its sh_degree and semantic_dim are taken from the network."""
+    weights: Optional[str] = None
+    """FF3R checkpoint: a folder with model.safetensors + config.json, or a Hugging Face hub id. None: the
+    shipped checkpoint ff3r_ns/weights/ff3r-small."""
+    views: Literal["all", "sparse-2", "sparse-6", "sparse-16", "dense-32", "dense-48", "dense-64"] = "all"
+    """Context views: "all" (up to max_views, evenly spaced; on posed scenes every holdout_every-th frame is
+    held out for ns-eval), or an evaluation split of the paper (sparse: test interval 1; dense: 72 views
+    sampled by spatial distribution, every 8th a target)."""
+    max_views: int = 64
+    """Most context views with views="all"; longer scenes give this many evenly spaced frames."""
+    holdout_every: int = 8
+    """With views="all" on a posed scene, frames 4, 12, 20, ... (this // 2 + k * this) are held-out targets
+    for ns-eval; 0 holds out nothing (every frame is a context view)."""
+    image_long_side: Optional[int] = None
+    """Long side of the views fed to the network (aspect kept, sides multiples of 14). None: 448, or the
+    network's own training size when it is below 224 (the tiny test preset)."""
+    voxelize: Optional[bool] = None
+    """Semantic-aware voxelization (Eq. 5-8) of the pixel-aligned Gaussians; None: the network's setting."""
+    refine_steps: int = 0
+    """Photometric refinement of the predicted Gaussians (L1 on the context views, Adam, one view a step);
+    0: none, the reconstruction is purely feed-forward. This replaces --max-num-iterations."""
+    eval_pose_steps: int = POSE_REFINE_STEPS
+    """ns-eval: Adam steps refining each target pose photometrically, the Gaussians frozen (AnySplat, Uni3R)."""
+    eval_pose_lr: float = POSE_REFINE_LR
+    """ns-eval: learning rate of the target-pose refinement."""
+    lpips_weights: Optional[str] = None
+    """ns-eval: torchvision VGG16 checkpoint for LPIPS (vgg16-397923af.pth); None: torchvision's cache. LPIPS is
+    reported absent, with the reason, where the file is missing."""
+
+
+class FF3RPipeline(Pipeline):
+    """Runs FF3R once on the context views (``ns-train``) or restores its result (``ns-eval``,
+    ``ns-viewer``, ``ns-export``); refines and evaluates the predicted Gaussians."""
+
+    config: FF3RPipelineConfig
+    datamanager: FF3RDataManager
+    _model: FF3RModel
+
+    def __init__(
+        self,
+        config: FF3RPipelineConfig,
+        device: torch.device | str,
+        test_mode: Literal["test", "val", "inference"] = "val",
+        world_size: int = 1,
+        local_rank: int = 0,
+        grad_scaler: Optional[torch.cuda.amp.GradScaler] = None,
+    ) -> None:
+        super().__init__()
+        if world_size > 1:
+            raise ValueError(
+                "ns-train ff3r reconstructs one scene in one forward pass on one device; drop --machine.num-devices "
+                "(multi-GPU is for training the network: ns-train ff3r-train)"
+            )
+        if config.views not in VIEW_SETTINGS:
+            raise ValueError(f"--pipeline.views must be one of {', '.join(VIEW_SETTINGS)}, got {config.views!r}")
+        self.config = config
+        self.test_mode = test_mode
+        self.world_size = world_size
+        device = torch.device(device)
+        weights = resolve_weights(config.weights) if test_mode == "val" else None  # fail before reading the scene
+        self.datamanager = config.datamanager.setup(device=device, test_mode=test_mode, world_size=1, local_rank=0)
+        self.state = ReconstructionState()
+        self.report: Dict[str, Any] = {}
+        self.selection: Optional[ViewSelection] = None
+        if self.datamanager.scene is not None:
+            scene = self.datamanager.scene
+            centres = scene.camera_to_worlds[:, :3, 3] if scene.has_poses else None
+            self.selection = select_views(len(scene), config.views, config.max_views, config.holdout_every, centres)
+
+        network = None
+        if weights is not None:  # ns-train; the other modes restore a checkpoint instead
+            network = load_ff3r_checkpoint(weights, device="cpu")
+            # The model must hold what the network predicts; FF3RTrainer saves config.yml again with these.
+            config.model.sh_degree = network.config.heads.sh_degree
+            config.model.semantic_dim = network.config.heads.semantic_dim
+        self._model = config.model.setup(
+            scene_box=self.datamanager.scene_box,
+            num_train_data=0 if self.selection is None else len(self.selection.context),
+            metadata={},
+            device=device,
+            grad_scaler=grad_scaler,
+        )
+        self.model.to(device)
+        if self.datamanager.scene is not None and is_synthetic_room(self.datamanager.scene.root):
+            # No CLIP offline, and none needed: the room's classes live in its teacher's text space.
+            self.model.set_text_encoder(SyntheticTextSpace(generic_unknown=True))
+        if network is not None:
+            self._reconstruct(network, device)
+
+    # ---------------------------------------------------------------------------------------------
+    # The forward pass
+    # ---------------------------------------------------------------------------------------------
+
+    def _view_size(self, network: FF3R) -> tuple[int, int]:
+        assert self.datamanager.scene is not None and self.selection is not None
+        long_side = self.config.image_long_side
+        if long_side is None:
+            own = network.config.image_size
+            long_side = PAPER_LONG_SIDE if own >= SMALLEST_PAPER_SIZED_NETWORK else own
+        sizes = Counter(tuple(int(v) for v in self.datamanager.scene.image_sizes[i]) for i in self.selection.context)
+        height, width = sizes.most_common(1)[0][0]
+        return fit_size(height, width, long_side, multiple=network.config.geometry.patch_size)
+
+    @torch.no_grad()
+    def _reconstruct(self, network: FF3R, device: torch.device) -> None:
+        """One forward pass; fills the model, the state and the report."""
+        scene, selection = self.datamanager.scene, self.selection
+        assert scene is not None and selection is not None
+        height, width = self._view_size(network)
+        views = load_views(scene, selection.context, (height, width), depth=True, labels=True)
+        # bf16 weights and inputs on CUDA (the benchmark's inference mode); float32 on the CPU.
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        network = network.to(device=device, dtype=dtype).eval()
+        images = views.images[None].to(device=device, dtype=dtype)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        out = network(images, voxelize=self.config.voxelize)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - start
+        num_views, before, after = len(views), out.num_pixel_gaussians, len(out.gaussians)
+        voxelized = self.config.voxelize if self.config.voxelize is not None else network.config.voxel.enabled
+        CONSOLE.print(
+            f"FF3R forward pass: {seconds:.3f} s for {num_views} views of {width}x{height} on {device.type} "
+            f"({str(dtype).removeprefix('torch.')})",
+            soft_wrap=True,
+        )
+        CONSOLE.print(
+            f"Gaussians: {before:,} pixel-aligned -> {after:,} "
+            + ("after voxelization" if voxelized else "(voxelization off)"),
+            soft_wrap=True,
+        )
+
+        predicted_c2w = w2c_to_c2w(to_4x4(out.extrinsics[0].double())).cpu().numpy()
+        errors: Optional[dict[str, float]] = None
+        if scene.has_poses:
+            assert views.camera_to_worlds is not None
+            dataset_c2w = views.camera_to_worlds.double().numpy()
+            aligned, sim3 = align_poses(predicted_c2w, dataset_c2w)
+            errors = pose_errors(aligned, dataset_c2w, align=False)
+            CONSOLE.print(
+                "Predicted cameras vs the scene's poses after Sim(3) alignment: "
+                f"rotation {errors['rotation_deg_mean']:.2f} deg mean ({errors['rotation_deg_median']:.2f} median), "
+                f"translation {errors['translation_mean']:.4f} mean ({errors['translation_median']:.4f} median) "
+                "scene units",
+                soft_wrap=True,
+            )
+        else:
+            sim3 = upright_sim3(predicted_c2w)
+            aligned = apply_sim3(predicted_c2w, sim3)
+        scale, rotation, translation = sim3
+
+        gaussians = out.gaussians.scene(0)
+        gaussians = Gaussians(
+            **{f.name: getattr(gaussians, f.name).float() if f.name != "batch_index" else gaussians.batch_index
+               for f in dataclasses.fields(Gaussians)}
+        )  # fmt: skip
+        gaussians = transform_gaussians(gaussians, scale, torch.from_numpy(rotation), torch.from_numpy(translation))
+        self.model.load_gaussians(gaussians, network.gaussian_head.semantic_proj.state_dict())
+
+        state = self.state
+        state.context_indices = torch.tensor(views.indices, dtype=torch.long)
+        state.context_c2w = torch.from_numpy(aligned).float()
+        state.context_intrinsics = out.intrinsics[0].float().cpu()
+        state.depth = (out.depth[0].float() * scale).to(torch.float16).cpu()
+        state.prediction_to_run = torch.from_numpy(sim3_matrix(scale, rotation, translation))
+        state.image_hw = torch.tensor([height, width], dtype=torch.long)
+        self.report = {
+            "scene": str(scene.root),
+            "weights": resolve_weights(self.config.weights),
+            "device": str(device),
+            "dtype": str(dtype).removeprefix("torch."),
+            "forward_seconds": seconds,
+            "gaussians_pixel_aligned": before,
+            "gaussians": after,
+            "voxelized": bool(voxelized),
+            "views": self.config.views,
+            "image_hw": [height, width],
+            "context_frames": [int(i) for i in selection.context],
+            "target_frames": [int(i) for i in selection.targets],
+            "frame": "the scene's (Sim(3)-aligned)" if scene.has_poses else "upright prediction frame (no poses)",
+            "prediction_to_run": {
+                "scale": float(scale),
+                "rotation": rotation.tolist(),
+                "translation": translation.tolist(),
+            },
+            "pose_errors": errors if errors is not None else {"absent": "the scene has no camera poses"},
+        }
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        self._attach_views(views)
+
+    def _attach_views(self, views: Optional[Views] = None) -> None:
+        """Hands the context views and their cameras to the datamanager (loading them if not given)."""
+        scene = self.datamanager.scene
+        assert scene is not None
+        indices = [int(i) for i in self.state.context_indices]
+        if not indices or max(indices) >= len(scene):
+            raise ValueError(
+                f"the checkpoint's context frames {indices[:8]}... do not fit the scene at {scene.root} "
+                f"({len(scene)} frames): the data changed since ns-train ff3r; run it again"
+            )
+        if views is None:
+            hw = tuple(int(v) for v in self.state.image_hw)
+            views = load_views(scene, indices, hw, depth=True, labels=True)
+        self.datamanager.set_context(views, self.state.cameras())
+
+    def load_pipeline(self, loaded_state: Dict[str, Any], step: int) -> None:
+        state = {key.removeprefix("module."): value for key, value in loaded_state.items()}
+        self.model.update_to_step(step)
+        self.load_state_dict(state)
+        if self.datamanager.scene is not None:
+            self._attach_views()
+
+    # ---------------------------------------------------------------------------------------------
+    # Refinement (the trainer's iterations)
+    # ---------------------------------------------------------------------------------------------
+
+    def get_train_loss_dict(self, step: int) -> Tuple[Dict[str, Tensor], Dict[str, Tensor], Dict[str, Tensor]]:
+        camera, batch = self.datamanager.next_train(step)
+        outputs = self.model.get_outputs(camera)
+        loss = (outputs["rgb"] - batch["image"]).abs().mean()
+        return (
+            outputs,
+            {"rgb_l1": loss},
+            {"psnr": -10 * torch.log10(((outputs["rgb"] - batch["image"]) ** 2).mean().detach())},
+        )
+
+    def get_eval_loss_dict(self, step: int) -> Tuple[Dict[str, Tensor], Dict[str, Tensor], Dict[str, Tensor]]:
+        self.eval()
+        with torch.no_grad():
+            result = self.get_train_loss_dict(step)
+        self.train()
+        return result
+
+    def get_training_callbacks(
+        self, training_callback_attributes: TrainingCallbackAttributes
+    ) -> List[TrainingCallback]:
+        return self.datamanager.get_training_callbacks(
+            training_callback_attributes
+        ) + self.model.get_training_callbacks(training_callback_attributes)
+
+    def get_param_groups(self) -> Dict[str, List[Parameter]]:
+        return {**self.datamanager.get_param_groups(), **self.model.get_param_groups()}
+
+    # ---------------------------------------------------------------------------------------------
+    # Evaluation
+    # ---------------------------------------------------------------------------------------------
+
+    def _render(self, c2w: Tensor, K: Tensor, features: bool = False) -> dict[str, Optional[Tensor]]:
+        """Renders the model's Gaussians (frozen) at an OpenCV camera-to-world pose in the run's frame."""
+        p = {name: value.detach() for name, value in self.model.gauss_params.items()}
+        device = p["means"].device
+        height, width = (int(v) for v in self.state.image_hw)
+        out = render_gaussians(
+            means=p["means"],
+            quats=p["quats"],
+            scales=p["scales"].exp(),
+            opacities=torch.sigmoid(p["opacities"][:, 0]),
+            sh_coeffs=torch.cat([p["features_dc"][:, None], p["features_rest"]], dim=1),
+            features=p["semantic"] if features else None,
+            viewmats=c2w_to_w2c(c2w.to(device).float())[None],
+            Ks=K.to(device).float()[None],
+            width=width,
+            height=height,
+            sh_degree=self.model.config.sh_degree,
+            backend=self.model.config.render_backend,
+            background=self.model.background_color.to(device),
+        )
+        return {key: None if value is None else value[0] for key, value in out.items()}
+
+    def _class_text(self) -> tuple[Optional[Tensor], str]:
+        """Unit text embeddings of ``CLASS_NAMES`` and where they come from, or None and why not."""
+        assert self.datamanager.scene is not None
+        if is_synthetic_room(self.datamanager.scene.root):
+            return SyntheticTextSpace().encode(CLASS_NAMES), "synthetic class embeddings"
+        try:
+            encoder = TextEncoder(weights=self.model.config.text_encoder_weights).eval()
+        except FileNotFoundError as error:
+            return None, f"no text encoder for the class prompts: {error}"
+        with torch.no_grad():
+            return encoder.encode(list(CLASS_NAMES)).float(), "CLIP ViT-B/32 text encoder"
+
+    def _evaluate(self, output_path: Optional[Path] = None) -> "_Evaluation":
+        """Every metric of the run, or the reason it is absent."""
+        scene, context = self.datamanager.scene, self.datamanager.context
+        if scene is None or context is None or self.selection is None:
+            raise RuntimeError("evaluation needs the scene: load the run with ns-eval (test mode), not for inference")
+        result = _Evaluation()
+        result.scene.update(num_context_views=len(context), num_target_views=0)
+        context_features = self._evaluate_context(result)
+        target_features, target_labels = self._evaluate_targets(result, output_path)
+        if target_labels is not None:
+            self._evaluate_segmentation(result, target_features, target_labels, "targets")
+        elif context.labels is not None:
+            self._evaluate_segmentation(result, context_features, context.labels, "context")
+        else:
+            result.absent["miou"] = result.absent["accuracy"] = "the scene has no per-pixel class labels"
+        self._evaluate_geometry(result)
+        return result
+
+    def _evaluate_context(self, result: "_Evaluation") -> list[Tensor]:
+        """PSNR/SSIM of the context views from their predicted cameras (how well the input is reproduced);
+        returns their rendered semantic features."""
+        context, state = self.datamanager.context, self.state
+        assert context is not None
+        features = []
+        for i in range(len(context)):
+            with torch.no_grad():
+                out = self._render(state.context_c2w[i], state.context_intrinsics[i], features=True)
+            rgb, image = out["rgb"].permute(2, 0, 1).cpu(), context.images[i]
+            result.per_view["context_psnr"].append(float(psnr(rgb, image)))
+            result.per_view["context_ssim"].append(float(ssim(rgb[None], image[None])[0]))
+            features.append(out["features"])
+        return features
+
+    def _evaluate_targets(
+        self, result: "_Evaluation", output_path: Optional[Path]
+    ) -> tuple[list[Tensor], Optional[Tensor]]:
+        """Novel-view PSNR/SSIM/LPIPS at the held-out targets, each placed at the dataset's pose and refined
+        photometrically; returns their rendered semantic features and their labels (None without)."""
+        scene, state, device = self.datamanager.scene, self.state, self.model.device
+        assert scene is not None and self.selection is not None
+        targets = self.selection.targets
+        if not scene.has_poses or not targets:
+            reason = NO_POSES if not scene.has_poses else (
+                f"no held-out target views (views={self.config.views!r}, holdout_every={self.config.holdout_every}, "
+                f"{len(scene)} frames)"
+            )  # fmt: skip
+            result.absent.update({name: reason for name in ("psnr", "ssim", "lpips")})
+            return [], None
+        views = load_views(scene, targets, tuple(int(v) for v in state.image_hw), labels=True)
+        assert views.camera_to_worlds is not None
+        intrinsics = views.intrinsics
+        if intrinsics is None:  # no calibration on disk: the predicted focal lengths, averaged
+            intrinsics = state.context_intrinsics.mean(dim=0, keepdim=True).expand(len(targets), 3, 3)
+        result.scene["num_target_views"] = len(targets)
+        features = []
+        for j, frame in enumerate(targets):
+            image = views.images[j]
+            refined = refine_pose(
+                lambda pose, K=intrinsics[j]: self._render(pose, K)["rgb"],
+                views.camera_to_worlds[j].to(device),
+                image.permute(1, 2, 0).to(device),
+                steps=self.config.eval_pose_steps,
+                lr=self.config.eval_pose_lr,
+                translation_scale=state.scale,
+            )
+            with torch.no_grad():
+                out = self._render(refined.c2w, intrinsics[j], features=True)
+            rgb = out["rgb"].permute(2, 0, 1).cpu()
+            result.per_view["psnr"].append(float(psnr(rgb, image)))
+            result.per_view["ssim"].append(float(ssim(rgb[None], image[None])[0]))
+            result.per_view["pose_refine_l1_before"].append(refined.initial_loss)
+            result.per_view["pose_refine_l1_after"].append(refined.final_loss)
+            if "lpips" not in result.absent:
+                try:
+                    value = float(lpips_metric(rgb[None], image[None], self.config.lpips_weights)[0])
+                except MetricUnavailable as error:
+                    result.absent["lpips"] = str(error)
+                else:
+                    result.per_view["lpips"].append(value)
+            features.append(out["features"])
+            if output_path is not None:
+                pair = torch.cat([image, rgb], dim=2).permute(1, 2, 0).clamp(0, 1).mul(255).round().byte().numpy()
+                Image.fromarray(pair).save(Path(output_path) / f"target_{frame:05d}.png")
+        return features, views.labels
+
+    def _evaluate_segmentation(self, result: "_Evaluation", features: list[Tensor], labels: Tensor, views: str) -> None:
+        """mIoU and accuracy of the class prompts against the rendered features of ``views``."""
+        text, source = self._class_text()
+        if text is None:
+            result.absent["miou"] = result.absent["accuracy"] = source
+            return
+        device = self.model.device
+        projection = semantic_projection(self.model.semantic_proj.state_dict()).to(device)
+        predicted = torch.stack([lifted_dot(f, projection, text.to(device)).argmax(dim=-1).cpu() + 1 for f in features])
+        metrics = segmentation_metrics(predicted, labels, num_classes=len(CLASS_NAMES))
+        result.scene.update(miou=metrics["miou"], accuracy=metrics["accuracy"])
+        result.scene.update(segmentation_views=views, segmentation_text=source)
+        result.scene["per_class_iou"] = {
+            CLASS_NAMES[c - 1]: iou for c, iou in metrics["per_class_iou"].items() if not np.isnan(iou)
+        }
+
+    def _evaluate_geometry(self, result: "_Evaluation") -> None:
+        """Depth of the context views (the depth head's, scale and shift fitted per image) and their cameras."""
+        scene, context, state = self.datamanager.scene, self.datamanager.context, self.state
+        assert scene is not None and context is not None
+        if context.depth is None:
+            result.absent["depth_abs_rel"] = result.absent["depth_inlier_ratio_1.03"] = (
+                "the scene has no ground-truth depth"
+            )
+        else:
+            depth = depth_metrics(state.depth.float(), context.depth)
+            result.scene.update({f"depth_{name}": value for name, value in depth.items()})
+        if scene.has_poses:
+            truth = scene.camera_to_worlds[[int(i) for i in state.context_indices]]
+            errors = pose_errors(state.context_c2w.double().numpy(), truth, align=False)
+            result.scene.update({f"pose_{name}": value for name, value in errors.items()})
+        else:
+            result.absent["pose_rotation_deg_mean"] = result.absent["pose_translation_mean"] = (
+                "the scene has no camera poses"
+            )
+
+    def get_average_eval_image_metrics(
+        self, step: Optional[int] = None, output_path: Optional[Path] = None, get_std: bool = False
+    ) -> Dict[str, Any]:
+        """Novel-view PSNR/SSIM/LPIPS, mIoU and accuracy, depth AbsRel and inlier ratio, context-view PSNR
+        and pose errors; what can't be computed is listed under ``"absent"`` with the reason."""
+        if output_path is not None:
+            Path(output_path).mkdir(parents=True, exist_ok=True)
+        evaluation = self._evaluate(output_path)
+        results: Dict[str, Any] = {}
+        for name, values in evaluation.per_view.items():
+            results[name] = float(np.mean(values))
+            if get_std:
+                results[f"{name}_std"] = float(np.std(values))
+        results.update(evaluation.scene)
+        results["absent"] = evaluation.absent
+        for name, reason in evaluation.absent.items():
+            CONSOLE.print(f"[yellow]{name}: not computed ({reason})", soft_wrap=True)
+        return results
+
+    def get_eval_image_metrics_and_images(self, step: int) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
+        """Metrics and images of one view: the first held-out target at its dataset pose (unrefined), else the
+        first context view."""
+        scene = self.datamanager.scene
+        assert scene is not None and self.selection is not None
+        if scene.has_poses and self.selection.targets:
+            hw = tuple(int(v) for v in self.state.image_hw)
+            view = load_views(scene, self.selection.targets[:1], hw)
+            K = view.intrinsics if view.intrinsics is not None else self.state.context_intrinsics[:1]
+            assert view.camera_to_worlds is not None
+            camera = nerfstudio_cameras(view.camera_to_worlds, K, hw)
+            batch = {"image": view.images[0].permute(1, 2, 0)}
+        else:
+            camera, batch = self.datamanager.next_eval_image(0)
+        outputs = self.model.get_outputs_for_camera(camera.to(self.model.device))
+        metrics, images = self.model.get_image_metrics_and_images(
+            outputs, {"image": batch["image"].to(self.model.device)}
+        )
+        metrics["num_rays"] = int(batch["image"].shape[0] * batch["image"].shape[1])
+        return metrics, images
+
+
+# --------------------------------------------------------------------------------------------------
+# The trainer and the method
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FF3RTrainerConfig(TrainerConfig):
+    """nerfstudio's trainer, its iterations being the optional refinement (``--pipeline.refine-steps``)."""
+
+    _target: Type = field(default_factory=lambda: FF3RTrainer)
+
+
+class FF3RTrainer(Trainer):
+    """Runs ``pipeline.refine_steps`` iterations (0: none, the checkpoint is saved at once), saves config.yml
+    again once the pipeline has set the model's sizes from the network, and writes ``reconstruction.json``."""
+
+    config: FF3RTrainerConfig
+    pipeline: FF3RPipeline
+
+    def __init__(self, config: FF3RTrainerConfig, local_rank: int = 0, world_size: int = 1) -> None:
+        config.max_num_iterations = max(0, config.pipeline.refine_steps)
+        if config.max_num_iterations == 0:
+            config.logging.local_writer.enable = False  # its progress table divides by the iteration count
+        super().__init__(config, local_rank, world_size)
+
+    def setup(self, test_mode: Literal["test", "val", "inference"] = "val") -> None:
+        super().setup(test_mode)
+        if self.local_rank == 0 and self.pipeline.report:
+            self.config.save_config()
+            path = self.base_dir / REPORT_FILE
+            path.write_text(json.dumps(self.pipeline.report, indent=2) + "\n")
+            CONSOLE.print(f"Reconstruction report: {path}", soft_wrap=True)
+
+
+def _refinement_optimizers() -> dict[str, dict]:
+    """Adam per Gaussian parameter group, at splatfacto's learning rates, no schedule."""
+    rates = {
+        "means": 1.6e-4,
+        "scales": 5e-3,
+        "quats": 1e-3,
+        "features_dc": 2.5e-3,
+        "features_rest": 2.5e-3 / 20,
+        "opacities": 5e-2,
+        "semantic": 1e-3,
+    }
+    return {name: {"optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15), "scheduler": None} for name, lr in rates.items()}
+
+
+ff3r_method = MethodSpecification(
+    config=FF3RTrainerConfig(
+        method_name="ff3r",
+        max_num_iterations=0,
+        steps_per_eval_batch=0,
+        steps_per_eval_image=0,
+        steps_per_eval_all_images=0,
+        mixed_precision=False,
+        pipeline=FF3RPipelineConfig(),
+        optimizers=_refinement_optimizers(),
+        vis="tensorboard",
+        machine=MachineConfig(device_type="cuda" if torch.cuda.is_available() else "cpu"),
+    ),
+    description="FF3R: semantic 3D Gaussians, cameras and depth from unposed images in one forward pass",
+)
