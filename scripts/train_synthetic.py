@@ -1,0 +1,169 @@
+"""Train FF3R on procedural rooms: generate the rooms, train (one GPU or several), plot the loss curves.
+
+    python scripts/train_synthetic.py generate data/rooms --train 64 --eval 8 --views 24 --size 224
+    python scripts/train_synthetic.py train data/rooms/train --name full --steps 3000
+    python scripts/train_synthetic.py train data/rooms/train --name no-fusion --steps 600 --no-fusion
+    python scripts/train_synthetic.py plot runs/*/ff3r-train/*/losses.jsonl --out docs/training_curves.png
+
+``train`` is ``ns-train ff3r-train`` with the settings of docs/TRAINING.md filled in (it builds the same
+TrainerConfig and hands it to nerfstudio's ``ns-train`` entry function, multi-GPU launch included); every
+flag maps to one ns-train option, listed in ``--help``. Training rooms use seeds 0..N-1, evaluation rooms
+seeds 100000.. (never trained on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+EVAL_SEED_OFFSET = 100_000
+"""Seeds of the evaluation rooms start here, far from the training rooms' 0..N-1."""
+
+
+def _write_room(job: tuple[Path, int, int, int]) -> str:
+    import torch
+
+    from ff3r_ns.data.synthetic import RoomConfig, write_scene
+
+    torch.set_num_threads(1)
+    out, seed, views, size = job
+    if not (out / "transforms.json").is_file():
+        write_scene(out, RoomConfig(seed=seed, num_views=views, image_size=size))
+    return out.name
+
+
+def generate(args: argparse.Namespace) -> None:
+    jobs = [(args.root / "train" / f"room_{i:04d}", i, args.views, args.size) for i in range(args.train)]
+    jobs += [(args.root / "eval" / f"room_{i:04d}", EVAL_SEED_OFFSET + i, args.views, args.size) for i in range(args.eval)]
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        for done, _ in enumerate(pool.map(_write_room, jobs), start=1):
+            if done % 16 == 0 or done == len(jobs):
+                print(f"{done}/{len(jobs)} rooms ({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+def build_config(args: argparse.Namespace):
+    """The ff3r-train TrainerConfig for these arguments (ns-train option in each comment)."""
+    from ff3r_ns.ns.train import default_optimizers, ff3r_train_method
+    from ff3r_ns.training.losses import LossWeights
+
+    config = copy.deepcopy(ff3r_train_method.config)
+    config.data = args.data  # --data
+    config.output_dir, config.experiment_name, config.timestamp = args.output, "synthetic", args.name
+    config.max_num_iterations = args.steps  # --max-num-iterations
+    config.steps_per_save = args.steps_per_save  # --steps-per-save
+    config.machine.num_devices = args.num_devices  # --machine.num-devices
+    config.machine.device_type = args.device  # --machine.device-type
+    config.machine.seed = args.seed  # --machine.seed
+    config.logging.steps_per_log = 25  # --logging.steps-per-log
+    datamanager = config.pipeline.datamanager
+    datamanager.scenes_per_batch = args.scenes_per_batch  # --pipeline.datamanager.scenes-per-batch
+    datamanager.sampling.image_size = args.size  # --pipeline.datamanager.sampling.image-size
+    datamanager.sampling.min_views = args.min_views  # --pipeline.datamanager.sampling.min-views
+    datamanager.sampling.max_views = args.max_views  # --pipeline.datamanager.sampling.max-views
+    datamanager.sampling.min_gap = args.min_gap  # --pipeline.datamanager.sampling.min-gap
+    datamanager.num_workers, datamanager.prefetch = args.workers, 4  # --pipeline.datamanager.num-workers/prefetch
+    datamanager.cache_views = True  # --pipeline.datamanager.cache-views True
+    datamanager.feature_downsample = args.feature_downsample  # --pipeline.datamanager.feature-downsample
+    model = config.pipeline.model
+    model.preset = args.preset  # --pipeline.model.preset
+    model.fusion = not args.no_fusion  # --pipeline.model.fusion False
+    model.voxel_lambda = args.voxel_lambda  # --pipeline.model.voxel-lambda
+    model.loss = LossWeights(lpips=args.lpips, warp=args.warp)  # --pipeline.model.loss.lpips / .warp
+    # --optimizers.{heads,backbone}.optimizer.lr and .scheduler.{warmup-steps,max-steps}
+    config.optimizers = default_optimizers(args.steps, args.warmup, args.lr, args.backbone_lr_scale)
+    return config
+
+
+def train(args: argparse.Namespace) -> None:
+    from nerfstudio.scripts.train import main as ns_train
+
+    ns_train(build_config(args))
+
+
+def plot(args: argparse.Namespace) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    terms = ("loss_total", "loss_rgb", "loss_feat", "loss_warp", "loss_depth", "loss_pose", "psnr")
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7))
+    labels = args.labels or [Path(p).parent.name for p in args.logs]
+    for index, (path, label) in enumerate(zip(args.logs, labels)):
+        records = [json.loads(line) for line in Path(path).read_text().splitlines()]
+        steps = np.array([r["step"] for r in records])
+        for ax, term in zip(axes.flat, terms):
+            if term not in records[0]:
+                continue
+            values = np.array([r[term] for r in records], dtype=float)
+            window = max(1, min(args.smooth, len(values)))
+            smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+            ax.plot(steps[window - 1 :], smooth, label=label, color=f"C{index}")  # one colour per run in every panel
+            ax.set_title(term.replace("loss_", "L_") + (" (dB, context renders)" if term == "psnr" else ""))
+            ax.set_xlabel("step")
+    axes.flat[-1].axis("off")
+    axes.flat[0].legend()
+    fig.suptitle(f"ff3r-train on synthetic rooms (moving average over {args.smooth} steps; unweighted terms)")
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    gen = commands.add_parser("generate", help="write train/ and eval/ rooms (parallel processes)")
+    gen.add_argument("root", type=Path)
+    gen.add_argument("--train", type=int, default=64, help="training rooms (seeds 0..N-1)")
+    gen.add_argument("--eval", type=int, default=8, help=f"evaluation rooms (seeds {EVAL_SEED_OFFSET}..)")
+    gen.add_argument("--views", type=int, default=24, help="views per room")
+    gen.add_argument("--size", type=int, default=224, help="image size (even)")
+    gen.add_argument("--workers", type=int, default=8, help="processes")
+
+    run = commands.add_parser("train", help="ns-train ff3r-train with these settings")
+    run.add_argument("data", type=Path, help="folder of training rooms")
+    run.add_argument("--name", default="full", help="run name (the timestamp folder)")
+    run.add_argument("--output", type=Path, default=Path("runs"))
+    run.add_argument("--preset", default="small", choices=("tiny", "small", "large"))
+    run.add_argument("--steps", type=int, default=3000)
+    run.add_argument("--warmup", type=int, default=200)
+    run.add_argument("--lr", type=float, default=2e-4, help="peak learning rate of the new heads")
+    run.add_argument("--backbone-lr-scale", type=float, default=1.0,
+                     help="backbone lr / heads lr (the paper's 0.1 is for a pretrained backbone; here all is random)")
+    run.add_argument("--scenes-per-batch", type=int, default=4)
+    run.add_argument("--size", type=int, default=224)
+    run.add_argument("--min-views", type=int, default=4)
+    run.add_argument("--max-views", type=int, default=10)
+    run.add_argument("--min-gap", type=int, default=8)
+    run.add_argument("--no-fusion", action="store_true", help="ablation: no token-wise fusion")
+    run.add_argument("--warp", type=float, default=0.1, help="L_warp weight (0: ablation without G->S warping)")
+    run.add_argument("--voxel-lambda", type=float, default=None, help="Eq. 7 lambda (0: ablation without S->G)")
+    run.add_argument("--lpips", type=float, default=0.0, help="LPIPS weight (needs the VGG backbone file; 0 here)")
+    run.add_argument("--num-devices", type=int, default=1)
+    run.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
+    run.add_argument("--feature-downsample", type=int, default=2, help="teacher features at 1/(2 f) of the view size")
+    run.add_argument("--workers", type=int, default=6, help="view-loading threads per process")
+    run.add_argument("--steps-per-save", type=int, default=1000)
+    run.add_argument("--seed", type=int, default=42)
+
+    fig = commands.add_parser("plot", help="loss curves of runs (their losses.jsonl)")
+    fig.add_argument("logs", nargs="+", type=Path)
+    fig.add_argument("--labels", nargs="*")
+    fig.add_argument("--smooth", type=int, default=25)
+    fig.add_argument("--out", type=Path, default=Path("docs/training_curves.png"))
+
+    args = parser.parse_args(argv)
+    {"generate": generate, "train": train, "plot": plot}[args.command](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

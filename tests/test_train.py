@@ -1,0 +1,190 @@
+"""ff3r-train on the CPU with the tiny preset: losses fall, runs resume bit-identically, groups and switches."""
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from nerfstudio.data.scene_box import SceneBox
+
+from ff3r_ns.data.synthetic import RoomConfig, write_scene
+from ff3r_ns.network.weights import load_ff3r_checkpoint
+from ff3r_ns.ns.train import (
+    EXPORT_DIR,
+    LOSS_LOG,
+    FF3RTrainDataManagerConfig,
+    FF3RTrainModelConfig,
+    GlobalClipOptimizers,
+    default_optimizers,
+    ff3r_train_method,
+    latest_checkpoint,
+    main,
+)
+from ff3r_ns.training.losses import LossWeights
+from ff3r_ns.training.schedule import warmup_cosine_factor
+from ff3r_ns.training.teachers import DatasetGeometryTeacher
+
+SIZE = 56
+
+
+@pytest.fixture(scope="module")
+def rooms(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("rooms")
+    for seed in (11, 12):
+        write_scene(root / f"room{seed}", RoomConfig(seed=seed, num_views=8, image_size=SIZE))
+    return root
+
+
+def tiny_config(data: Path, out: Path, steps: int, name: str):
+    config = copy.deepcopy(ff3r_train_method.config)
+    config.data = config.pipeline.datamanager.data = data
+    config.machine.device_type = "cpu"
+    config.output_dir, config.experiment_name, config.timestamp = out, "tiny", name
+    config.max_num_iterations = steps
+    config.logging.local_writer.enable = False
+    config.pipeline.model.preset = "tiny"
+    config.pipeline.model.loss = LossWeights(lpips=0.0)  # no LPIPS backbone on the CPU machines
+    sampling = config.pipeline.datamanager.sampling
+    sampling.image_size, sampling.min_views, sampling.max_views = SIZE, 2, 3
+    config.pipeline.datamanager.prefetch = 1
+    config.optimizers = default_optimizers(max_steps=20, warmup_steps=2, lr=1e-3, backbone_scale=1.0)
+    return config
+
+
+def train(config, load_dir=None) -> Path:
+    config.load_dir = load_dir
+    config.save_config()  # as ns-train does
+    torch.manual_seed(config.machine.seed)
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    trainer.train()
+    return config.get_base_dir()
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: MKL may split a reduction by the threads it gets, which varies with the machine's load."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_training_lowers_the_loss_and_resumes_bit_identically(rooms, tmp_path, one_thread):
+    straight = train(tiny_config(rooms, tmp_path, 6, "straight"))
+    log = [json.loads(line) for line in (straight / LOSS_LOG).read_text().splitlines()]
+    totals = [entry["loss_total"] for entry in log]
+    assert len(totals) == 6 and np.mean(totals[-2:]) < np.mean(totals[:2])
+    assert {"loss_rgb", "loss_feat", "loss_warp", "loss_depth", "loss_pose", "psnr"} <= set(log[0])
+
+    first = train(tiny_config(rooms, tmp_path, 3, "first"))
+    resumed = train(tiny_config(rooms, tmp_path, 3, "resumed"), load_dir=first / "nerfstudio_models")
+    a = torch.load(latest_checkpoint(straight), weights_only=True)  # no numpy in the checkpoint
+    b = torch.load(latest_checkpoint(resumed), weights_only=True)
+    assert a["step"] == b["step"] == 5
+    network = [key for key in a["pipeline"] if key.startswith("_model.network.")]
+    assert network and all(torch.equal(a["pipeline"][key], b["pipeline"][key]) for key in a["pipeline"] if key in network)
+    assert a["pipeline"]["datamanager._extra_state"]["sampler"] == b["pipeline"]["datamanager._extra_state"]["sampler"]
+    for group in ("heads", "backbone"):
+        for x, y in zip(a["optimizers"][group]["state"].values(), b["optimizers"][group]["state"].values()):
+            assert all(torch.equal(x[k], y[k]) for k in ("exp_avg", "exp_avg_sq"))
+        assert a["schedulers"][group] == b["schedulers"][group]
+
+    # The run also exported its network; the export command writes the same weights from any run.
+    exported = load_ff3r_checkpoint(straight / EXPORT_DIR)
+    assert main(["export", str(straight), str(tmp_path / "export")]) == 0
+    again = load_ff3r_checkpoint(tmp_path / "export")
+    for key, value in a["pipeline"].items():
+        if key in network:
+            name = key.removeprefix("_model.network.")
+            expected = value.half().to(value.dtype) if value.is_floating_point() else value
+            assert torch.equal(exported.state_dict()[name], expected)
+            assert torch.equal(again.state_dict()[name], exported.state_dict()[name])
+
+
+def make_model(**overrides):
+    torch.manual_seed(0)
+    overrides.setdefault("loss", LossWeights(lpips=0.0))
+    config = FF3RTrainModelConfig(preset="tiny", **overrides)
+    return config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3])), num_train_data=1)
+
+
+def test_parameter_groups_have_the_right_learning_rates():
+    model = make_model(freeze_patch_embed=True)
+    groups = model.get_param_groups()
+    ids = {name: {id(p) for p in params} for name, params in groups.items()}
+    network = model.network
+    assert {id(p) for p in network.camera_head.parameters()} <= ids["backbone"]
+    assert {id(p) for p in network.aggregator.frame_blocks.parameters()} <= ids["backbone"]
+    assert {id(p) for p in network.gaussian_head.parameters()} | {id(p) for p in network.fusion.parameters()} <= ids["heads"]
+    assert {id(p) for p in network.semantic_encoder.parameters()} <= ids["heads"]  # no LSeg weights: trained
+    assert not {id(p) for p in network.aggregator.patch_embed.parameters()} & (ids["heads"] | ids["backbone"])
+
+    optimizers = GlobalClipOptimizers(default_optimizers(max_steps=100, warmup_steps=10), groups, max_norm=0.5)
+    heads, backbone = optimizers.optimizers["heads"], optimizers.optimizers["backbone"]
+    assert isinstance(heads, torch.optim.AdamW)
+    assert heads.defaults["betas"] == (0.9, 0.95) and heads.defaults["weight_decay"] == 0.05
+    assert optimizers.schedulers["heads"].base_lrs == [2e-4]
+    assert optimizers.schedulers["backbone"].base_lrs == pytest.approx([2e-5])
+    assert heads.param_groups[0]["lr"] == pytest.approx(2e-4 / 10)  # first warm-up step
+    assert backbone.param_groups[0]["lr"] == pytest.approx(2e-5 / 10)
+
+    for param in network.parameters():
+        param.grad = torch.ones_like(param) if param.requires_grad else None
+    optimizers.optimizer_scaler_step_all(torch.amp.GradScaler("cpu", enabled=False))
+    assert optimizers.last_grad_norm > 0.5  # the norm before clipping; clipped to 0.5 before the step
+    params = [p for group in groups.values() for p in group]
+    assert torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])).item() == pytest.approx(0.5, rel=1e-4)
+
+    frozen = make_model(train_semantic_encoder=False).get_param_groups()
+    assert not any(p is q for p in frozen["heads"] for q in network.semantic_encoder.parameters())
+
+
+def test_schedule_warms_up_then_decays():
+    assert warmup_cosine_factor(0, 4, 20) == 0.25 and warmup_cosine_factor(3, 4, 20) == 1.0
+    assert warmup_cosine_factor(12, 4, 20) == pytest.approx(0.5) and warmup_cosine_factor(20, 4, 20) == 0.0
+
+
+def test_ablation_switches(rooms):
+    full = make_model()
+    assert full.network.fusion is not None and full.network.config.voxel.lam == 1.0
+    base = make_model(fusion=False, voxel_lambda=0.0, loss=LossWeights(lpips=0.0, warp=0.0))
+    assert base.network.fusion is None and base.network.config.voxel.lam == 0.0
+    assert not make_model(voxelize=False).network.config.voxel.enabled
+
+    # A warp weight of 0 leaves L_warp out; the other terms remain.
+    config = FF3RTrainDataManagerConfig(data=rooms / "room11", prefetch=0)
+    config.sampling.image_size = SIZE
+    views = config.setup().next_train(0)
+    batch = {"views": views, "geometry": DatasetGeometryTeacher()(views), "semantic": views.features.float()}
+    terms = []
+    for model in (full, base):
+        metrics = {}
+        model.get_loss_dict(model(views), batch, metrics)
+        terms.append({key for key in metrics if key.startswith("loss_")})
+    assert "loss_warp" in terms[0] and terms[1] == terms[0] - {"loss_warp"}
+
+
+def test_datamanager_samples_scene_batches_differently_per_rank(rooms):
+    def make(local_rank: int):
+        config = FF3RTrainDataManagerConfig(data=rooms, scenes_per_batch=2, prefetch=0)
+        config.sampling.image_size, config.sampling.max_views = SIZE, 4
+        return config.setup(local_rank=local_rank)
+
+    rank0, again, rank1 = make(0), make(0), make(1)
+    assert len(rank0.scenes) == 2
+    draws = [[dm.draw() for _ in range(4)] for dm in (rank0, again, rank1)]
+    assert draws[0] == draws[1] and draws[0] != draws[2]
+    batch = rank0.next_train(0)
+    b, s = batch.images.shape[:2]
+    assert b == 2 and 2 <= s <= 4
+    assert batch.depth.shape == (b, s, SIZE, SIZE) and batch.features.shape == (b, s, 512, SIZE // 2, SIZE // 2)
+    assert batch.camera_to_worlds.shape == (b, s, 4, 4) and batch.intrinsics.shape == (b, s, 3, 3)
+
+    config = FF3RTrainDataManagerConfig(data=rooms, prefetch=0, cache_views=True, feature_downsample=2)
+    config.sampling.image_size = SIZE
+    cached = config.setup()
+    features = cached.next_train(0).features
+    assert features.dtype == torch.float16 and features.shape[-2:] == (SIZE // 4, SIZE // 4)
