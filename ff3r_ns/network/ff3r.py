@@ -59,6 +59,43 @@ class FF3ROutput:
     """The pixel-aligned Gaussians, when asked for (training and diagnostics)."""
 
 
+def geometry_modules(config: FF3RConfig) -> tuple[GeometryEncoder, CameraHead, DPTHead]:
+    """VGGT's three parts at the config's sizes: aggregator, camera head, depth head (shared with the VGGT teacher)."""
+    g, h = config.geometry, config.heads
+    dim = 2 * g.embed_dim
+    aggregator = GeometryEncoder(
+        img_size=g.img_size,
+        patch_size=g.patch_size,
+        embed_dim=g.embed_dim,
+        depth=g.depth,
+        num_heads=g.num_heads,
+        patch_embed_depth=g.patch_embed_depth,
+        patch_embed_num_heads=g.patch_embed_num_heads,
+    )
+    camera_head = CameraHead(dim_in=dim, trunk_depth=h.camera_trunk_depth, num_heads=h.camera_num_heads)
+    depth_head = DPTHead(
+        dim_in=dim,
+        patch_size=g.patch_size,
+        output_dim=2,
+        activation="exp",
+        conf_activation="expp1",
+        features=h.dpt_features,
+        out_channels=h.dpt_out_channels,
+        intermediate_layer_idx=g.intermediate_layer_idx,
+    )
+    return aggregator, camera_head, depth_head
+
+
+def decode_cameras(
+    pose_enc: Float[Tensor, "b s 9"], image_hw: tuple[int, int]
+) -> tuple[Float[Tensor, "b s 3 4"], Float[Tensor, "b s 3 3"]]:
+    """OpenCV world-to-camera extrinsics and intrinsics of the camera head's pose encoding, in float32."""
+    pose_enc = pose_enc.float()
+    # The fov leaves the camera head through a ReLU; an untrained head can output 0 (infinite focal).
+    pose_enc = torch.cat([pose_enc[..., :7], pose_enc[..., 7:].clamp(MIN_FOV, MAX_FOV)], dim=-1)
+    return decode_pose(pose_enc, image_hw)
+
+
 class FF3R(nn.Module):
     """FF3R: VGGT-compatible geometry, LSeg semantics, token-wise fusion, heads and voxelization.
 
@@ -71,15 +108,7 @@ class FF3R(nn.Module):
         self.config = config
         g, sem, h = config.geometry, config.semantic, config.heads
         dim = 2 * g.embed_dim
-        self.aggregator = GeometryEncoder(
-            img_size=g.img_size,
-            patch_size=g.patch_size,
-            embed_dim=g.embed_dim,
-            depth=g.depth,
-            num_heads=g.num_heads,
-            patch_embed_depth=g.patch_embed_depth,
-            patch_embed_num_heads=g.patch_embed_num_heads,
-        )
+        self.aggregator, self.camera_head, self.depth_head = geometry_modules(config)
         self.semantic_encoder = LSegImageEncoder(
             image_size=sem.image_size,
             patch_size=sem.patch_size,
@@ -96,17 +125,12 @@ class FF3R(nn.Module):
             if config.fusion.enabled
             else None
         )
-        self.camera_head = CameraHead(dim_in=dim, trunk_depth=h.camera_trunk_depth, num_heads=h.camera_num_heads)
-        dpt = dict(
+        self.gaussian_head = GaussianHead(
             dim_in=dim,
             patch_size=g.patch_size,
             features=h.dpt_features,
             out_channels=h.dpt_out_channels,
             intermediate_layer_idx=g.intermediate_layer_idx,
-        )
-        self.depth_head = DPTHead(output_dim=2, activation="exp", conf_activation="expp1", **dpt)
-        self.gaussian_head = GaussianHead(
-            **dpt,
             sh_degree=h.sh_degree,
             semantic_dim=h.semantic_dim,
             lseg_dim=sem.out_dim,
@@ -164,10 +188,7 @@ class FF3R(nn.Module):
         pose_enc_list = self.camera_head(tokens_list, num_iterations=self.config.heads.camera_iterations)
         depth, depth_conf = self.depth_head(tokens_list, images, patch_start, frames_chunk_size=chunk)
         depth = depth[..., 0].float()
-        pose_enc = pose_enc_list[-1].float()
-        # The fov leaves the camera head through a ReLU; an untrained head can output 0 (infinite focal).
-        pose_enc = torch.cat([pose_enc[..., :7], pose_enc[..., 7:].clamp(MIN_FOV, MAX_FOV)], dim=-1)
-        extrinsics, intrinsics = decode_pose(pose_enc, (h, w))
+        extrinsics, intrinsics = decode_cameras(pose_enc_list[-1], (h, w))
         raw = self.gaussian_head(tokens_list, images, sem_features, patch_start, depth, intrinsics, chunk)
 
         means = unproject_depth(depth, extrinsics, intrinsics)

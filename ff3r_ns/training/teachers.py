@@ -43,12 +43,9 @@ import torch.nn as nn
 from jaxtyping import Float
 from torch import Tensor
 
-from ff3r_ns.network.camera_head import CameraHead
-from ff3r_ns.network.cameras import c2w_to_w2c, decode_pose, encode_pose, to_4x4, unproject_depth, w2c_to_c2w
+from ff3r_ns.network.cameras import c2w_to_w2c, encode_pose, to_4x4, unproject_depth, w2c_to_c2w
 from ff3r_ns.network.config import FF3RConfig, preset
-from ff3r_ns.network.dpt import DPTHead
-from ff3r_ns.network.ff3r import MAX_FOV, MIN_FOV
-from ff3r_ns.network.geometry import GeometryEncoder
+from ff3r_ns.network.ff3r import decode_cameras, geometry_modules
 from ff3r_ns.network.weights import VGGT_HUB_ID, Source, load_vggt_weights
 
 GeometryTeacherKind = Literal["dataset", "vggt"]
@@ -170,28 +167,7 @@ class VGGTTeacher(nn.Module):
         super().__init__()
         self.config = config if config is not None else preset("large")
         self.top_fraction = top_fraction
-        g, h = self.config.geometry, self.config.heads
-        dim = 2 * g.embed_dim
-        self.aggregator = GeometryEncoder(
-            img_size=g.img_size,
-            patch_size=g.patch_size,
-            embed_dim=g.embed_dim,
-            depth=g.depth,
-            num_heads=g.num_heads,
-            patch_embed_depth=g.patch_embed_depth,
-            patch_embed_num_heads=g.patch_embed_num_heads,
-        )
-        self.camera_head = CameraHead(dim_in=dim, trunk_depth=h.camera_trunk_depth, num_heads=h.camera_num_heads)
-        self.depth_head = DPTHead(
-            dim_in=dim,
-            patch_size=g.patch_size,
-            features=h.dpt_features,
-            out_channels=h.dpt_out_channels,
-            intermediate_layer_idx=g.intermediate_layer_idx,
-            output_dim=2,
-            activation="exp",
-            conf_activation="expp1",
-        )
+        self.aggregator, self.camera_head, self.depth_head = geometry_modules(self.config)
         self.requires_grad_(False)
         self.eval()
 
@@ -212,10 +188,9 @@ class VGGTTeacher(nn.Module):
         images = batch.images
         hw = batch.image_hw
         tokens, patch_start = self.aggregator(images, keep_layers=self.config.geometry.intermediate_layer_idx)
-        pose_enc = self.camera_head(tokens, num_iterations=self.config.heads.camera_iterations)[-1].float()
-        pose_enc = torch.cat([pose_enc[..., :7], pose_enc[..., 7:].clamp(MIN_FOV, MAX_FOV)], dim=-1)
+        pose_enc = self.camera_head(tokens, num_iterations=self.config.heads.camera_iterations)[-1]
         depth, conf = self.depth_head(tokens, images, patch_start, frames_chunk_size=self.config.heads.frames_chunk_size)
-        w2c, intrinsics = decode_pose(pose_enc, hw)
+        w2c, intrinsics = decode_cameras(pose_enc, hw)
         w2c, depth, scale = normalize_geometry(w2c_to_c2w(to_4x4(w2c)), intrinsics, depth[..., 0].float())
         return GeometryTargets(
             pose_enc=encode_pose(w2c, intrinsics, hw),
