@@ -75,14 +75,31 @@ def stage_timer(model: torch.nn.Module) -> dict[str, list]:
     return events
 
 
+def real_images(scene_path: str, views: int, size: int) -> torch.Tensor:
+    """``views`` evenly spaced views of a real scene, aspect kept, long side ``size`` (multiples of 14)."""
+    from ff3r_ns.data.readers import read_scene
+    from ff3r_ns.data.sampling import evenly_spaced
+    from ff3r_ns.data.views import fit_size, load_views
+
+    scene = read_scene(scene_path)
+    if views > len(scene):
+        raise ValueError(f"{scene_path} has {len(scene)} views, fewer than {views}")
+    hw = fit_size(*(int(v) for v in scene.image_sizes[0]), size)
+    return load_views(scene, evenly_spaced(len(scene), views), hw).images[None]
+
+
 def ff3r_runner(
     preset: str, size: int, device: torch.device, dtype: torch.dtype, profile: bool = False, autocast: bool = False,
-    compile_blocks: bool = False,
+    compile_blocks: bool = False, weights: str | None = None, scene: str | None = None,
 ):
     from ff3r_ns.network.ff3r import FF3R
+    from ff3r_ns.network.weights import load_ff3r_checkpoint
 
-    with device:  # random init directly on the GPU: seconds instead of minutes for 1.6 B parameters
-        model = FF3R.from_preset(preset)
+    if weights:
+        model = load_ff3r_checkpoint(weights, device)
+    else:
+        with device:  # random init directly on the GPU: seconds instead of minutes for 1.6 B parameters
+            model = FF3R.from_preset(preset)
     model = model.to(dtype=dtype).eval()
     events = stage_timer(model) if profile and device.type == "cuda" else None
     if compile_blocks:
@@ -91,7 +108,10 @@ def ff3r_runner(
                 block.compile()
 
     def run(views: int) -> Callable[[], dict]:
-        images = torch.rand(1, views, 3, size, size, device=device, dtype=dtype)
+        if scene:
+            images = real_images(scene, views, size).to(device=device, dtype=dtype)
+        else:
+            images = torch.rand(1, views, 3, size, size, device=device, dtype=dtype)
 
         @torch.inference_mode()
         def call() -> dict:
@@ -173,6 +193,9 @@ def attention_backends(name: str):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="large", choices=["tiny", "small", "large"])
+    parser.add_argument("--weights", default=None, help="an FF3R checkpoint to time instead of random weights")
+    parser.add_argument("--scene", default=None, help="time on evenly spaced views of this scene (aspect kept)")
+    parser.add_argument("--label", default=None, help="name of the result files (default: the preset)")
     parser.add_argument("--reference-vggt", default=None, help="folder holding VGGT's `vggt` package: time it instead")
     parser.add_argument("--views", type=int, nargs="+", default=[2, 8, 16, 32, 64, 128])
     parser.add_argument("--size", type=int, default=448)
@@ -201,8 +224,10 @@ def main() -> None:
     if args.reference_vggt:
         label, make = "vggt1b-reference", vggt_reference_runner(args.reference_vggt, args.size, device, dtype)
     else:
-        label = args.preset + ("-autocast" if args.autocast else "") + ("-compiled" if args.compile else "")
-        make = ff3r_runner(args.preset, args.size, device, dtype, args.profile, args.autocast, args.compile)
+        label = args.label or (args.preset + ("-autocast" if args.autocast else "") + ("-compiled" if args.compile else ""))
+        make = ff3r_runner(
+            args.preset, args.size, device, dtype, args.profile, args.autocast, args.compile, args.weights, args.scene
+        )
 
     rows = []
     for views in args.views:
@@ -231,6 +256,8 @@ def main() -> None:
         "repeats": args.repeats,
         "model": label,
         "sdpa": args.sdpa,
+        "weights": args.weights or "random",
+        "scene": args.scene or "random images",
     }
     (out_dir / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     if any(r.get("seconds") is not None for r in rows):
