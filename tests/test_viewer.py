@@ -4,7 +4,8 @@ An ``ns-train ff3r`` run of a generated room (read as an unposed image folder) w
 network is opened in ``ns-viewer`` on a free port of 127.0.0.1; Chromium, driven through its DevTools
 protocol, loads the page and waits until the viewer has received a render. The page must show the
 scene (the viewport holds the rendered Gaussians and the cameras' image frustums, not viser's empty
-canvas) and FF3R's own controls. Set ``FF3R_VIEWER_SCREENSHOT=PATH`` to keep the screenshot.
+canvas) and FF3R's own controls. Set ``FF3R_VIEWER_SCREENSHOT=PATH`` to keep the screenshot, and
+``FF3R_VIEWER_RUN=RUN_FOLDER`` to show an existing run.
 
 Needs the Debian package ``chromium``; skipped with the reason where it is absent.
 """
@@ -150,7 +151,12 @@ def shows_a_render(image: Image.Image) -> bool:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    """``ns-train ff3r`` on the images of a generated room, as an unposed folder."""
+    """``ns-train ff3r`` on the images of a generated room, as an unposed folder.
+
+    ``FF3R_VIEWER_RUN=RUN_FOLDER`` serves an existing run instead (e.g. the demo's, for docs/viewer.png).
+    """
+    if os.environ.get("FF3R_VIEWER_RUN"):
+        return Path(os.environ["FF3R_VIEWER_RUN"]).resolve()
     root = tmp_path_factory.mktemp("viewer")
     write_scene(root / "room", RoomConfig(seed=1, num_views=8, image_size=64, shadows=False))
     torch.manual_seed(0)

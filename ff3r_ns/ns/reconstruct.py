@@ -48,6 +48,7 @@ from nerfstudio.plugins.registry_dataparser import discover_dataparsers
 from nerfstudio.plugins.types import MethodSpecification
 from nerfstudio.utils.rich_utils import CONSOLE
 from PIL import Image
+from rich.progress import track
 from torch import Tensor, nn
 from torch.nn import Parameter
 
@@ -80,10 +81,6 @@ from ff3r_ns.ns.model import FF3RModel, FF3RModelConfig, lifted_dot, semantic_pr
 
 SHIPPED_WEIGHTS = Path(ff3r_ns.__file__).resolve().parent / "weights" / "ff3r-small"
 """The checkpoint ``ns-train ff3r`` uses when ``--pipeline.weights`` is not given (the small preset)."""
-PAPER_LONG_SIDE = 448
-"""Long side of the views fed to the network by default (the paper's 448)."""
-SMALLEST_PAPER_SIZED_NETWORK = 224
-"""Networks trained below this size (the tiny test preset) get views of their own training size by default."""
 REPORT_FILE = "reconstruction.json"
 """What ``ns-train ff3r`` writes beside config.yml: timings, Gaussian counts, views, pose errors."""
 NO_POSES = "the scene has no camera poses, so held-out target views cannot be placed in the reconstruction"
@@ -374,8 +371,8 @@ class FF3RPipelineConfig(VanillaPipelineConfig):
     """With views="all" on a posed scene, frames 4, 12, 20, ... (this // 2 + k * this) are held-out targets
     for ns-eval; 0 holds out nothing (every frame is a context view)."""
     image_long_side: Optional[int] = None
-    """Long side of the views fed to the network (aspect kept, sides multiples of 14). None: 448, or the
-    network's own training size when it is below 224 (the tiny test preset)."""
+    """Long side of the views fed to the network (aspect kept, sides multiples of 14). None: the size the
+    network was trained at (its config's image_size: 224 for small, 448 for large)."""
     voxelize: Optional[bool] = None
     """Semantic-aware voxelization (Eq. 5-8) of the pixel-aligned Gaussians; None: the network's setting."""
     refine_steps: int = 0
@@ -455,10 +452,7 @@ class FF3RPipeline(Pipeline):
 
     def _view_size(self, network: FF3R) -> tuple[int, int]:
         assert self.datamanager.scene is not None and self.selection is not None
-        long_side = self.config.image_long_side
-        if long_side is None:
-            own = network.config.image_size
-            long_side = PAPER_LONG_SIDE if own >= SMALLEST_PAPER_SIZED_NETWORK else own
+        long_side = self.config.image_long_side or network.config.image_size
         sizes = Counter(tuple(int(v) for v in self.datamanager.scene.image_sizes[i]) for i in self.selection.context)
         height, width = sizes.most_common(1)[0][0]
         return fit_size(height, width, long_side, multiple=network.config.geometry.patch_size)
@@ -699,7 +693,8 @@ class FF3RPipeline(Pipeline):
             intrinsics = state.context_intrinsics.mean(dim=0, keepdim=True).expand(len(targets), 3, 3)
         result.scene["num_target_views"] = len(targets)
         features = []
-        for j, frame in enumerate(targets):
+        steps = f"{self.config.eval_pose_steps} pose-refinement steps each"
+        for j, frame in enumerate(track(targets, description=f"Held-out views ({steps})", console=CONSOLE)):
             image = views.images[j]
             refined = refine_pose(
                 lambda pose, K=intrinsics[j]: self._render(pose, K)["rgb"],
