@@ -333,3 +333,19 @@ def test_ns_train_on_a_real_unposed_image_folder(shared_data, tiny_weights, tmp_
     report = json.loads((run / "reconstruction.json").read_text())
     assert report["target_frames"] == [] and report["pose_errors"] == {"absent": "the scene has no camera poses"}
     assert (run / "nerfstudio_models" / "step-000000000.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_ns_train_on_a_single_image_says_why_and_leaves_no_run(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "scene").mkdir()
+    Image.new("RGB", (64, 48), (200, 10, 10)).save(tmp_path / "scene" / "only.png")
+    done = subprocess.run(
+        [str(BIN / "ns-train"), "ff3r", "--data", str(tmp_path / "scene"), "--output-dir", str(tmp_path / "out")],
+        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2, (done.stdout + done.stderr)[-4000:]
+    assert "needs at least 2 views" in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not list((tmp_path / "out").rglob("config.yml")), "a run folder was left behind"
