@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -54,7 +53,7 @@ from torch import Tensor, nn
 from torch.nn import Parameter
 
 import ff3r_ns
-from ff3r_ns.data.readers import SceneError, read_scene
+from ff3r_ns.data.readers import read_scene
 from ff3r_ns.data.scene import SceneData
 from ff3r_ns.data.synthetic import CLASS_NAMES, class_embeddings
 from ff3r_ns.data.views import Views, fit_size, load_views
@@ -78,6 +77,7 @@ from ff3r_ns.network.render import render_gaussians
 from ff3r_ns.network.semantic import TextEncoder
 from ff3r_ns.network.weights import WeightsUnavailable, load_ff3r_checkpoint
 from ff3r_ns.ns.dataparsers import FF3RDataParser, FF3RDataParserConfig
+from ff3r_ns.ns.errors import user_errors
 from ff3r_ns.ns.model import FF3RModel, FF3RModelConfig, lifted_dot, semantic_projection
 
 SHIPPED_WEIGHTS = Path(ff3r_ns.__file__).resolve().parent / "weights" / "ff3r-small"
@@ -828,15 +828,8 @@ class FF3RTrainer(Trainer):
         super().__init__(config, local_rank, world_size)
 
     def setup(self, test_mode: Literal["test", "val", "inference"] = "val") -> None:
-        try:
+        with user_errors("ns-train ff3r", self.base_dir):
             super().setup(test_mode)
-        except (SceneError, WeightsUnavailable) as error:
-            # The user's input, not a bug: the message says what to do; no traceback, no run folder left
-            # holding only the config.yml that ns-train wrote before the scene was read.
-            CONSOLE.print(f"[bold red]ns-train ff3r: {error}", soft_wrap=True)
-            if self.base_dir.is_dir() and [p.name for p in self.base_dir.iterdir()] == ["config.yml"]:
-                shutil.rmtree(self.base_dir)
-            raise SystemExit(2) from None
         if self.local_rank == 0 and self.pipeline.report:
             self.config.save_config()
             path = self.base_dir / REPORT_FILE

@@ -79,6 +79,7 @@ from ff3r_ns.network.weights import (
     strict_load,
 )
 from ff3r_ns.ns.dataparsers import FF3RMultiSceneDataParserConfig
+from ff3r_ns.ns.errors import user_errors
 from ff3r_ns.training.losses import (
     LossWeights,
     depth_distillation_loss,
@@ -183,6 +184,10 @@ class FF3RTrainerConfig(TrainerConfig):
 
 class FF3RTrainer(Trainer):
     config: FF3RTrainerConfig
+
+    def setup(self, test_mode: Literal["test", "val", "inference"] = "val") -> None:
+        with user_errors("ns-train ff3r-train", self.base_dir):
+            super().setup(test_mode)
 
     def setup_optimizers(self) -> Optimizers:
         return GlobalClipOptimizers(self.config.optimizers.copy(), self.pipeline.get_param_groups(), self.config.gradient_clip)
