@@ -1,13 +1,14 @@
 """Semantic encoder (LSeg image encoder, CLIP text encoder) and token-wise fusion (Eq. 1)."""
 
 import argparse
+import dataclasses
 
 import pytest
 import torch
 
+from ff3r_ns.network.config import preset
 from ff3r_ns.network.fusion import TokenWiseFusion, patch_centre_rope
 from ff3r_ns.network.semantic import (
-    LSEG_PRESETS,
     LSegImageEncoder,
     TextEncoder,
     load_lseg_checkpoint,
@@ -15,7 +16,7 @@ from ff3r_ns.network.semantic import (
 )
 from ff3r_ns.network.transformer import apply_rope
 
-TINY = LSEG_PRESETS["tiny"]
+TINY = dataclasses.asdict(preset("tiny").semantic)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +145,7 @@ def test_lseg_checkpoint_mismatch_names_the_key(edit, key):
 
 def test_large_encoder_has_lseg_vit_l16_size():
     with torch.device("meta"):
-        encoder = LSegImageEncoder(**LSEG_PRESETS["large"])
+        encoder = LSegImageEncoder()  # the defaults are LSeg's clip_vitl16_384
     d, grid = 1024, 384 // 16
     block = 2 * 2 * d + (3 * d * d + 3 * d) + (d * d + d) + (4 * d * d + 4 * d) + (4 * d * d + d)
     vit = (d * 3 * 16 * 16 + d) + d + (1 + grid**2) * d + 24 * block + 2 * d

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -109,17 +110,8 @@ class FF3R(nn.Module):
         g, sem, h = config.geometry, config.semantic, config.heads
         dim = 2 * g.embed_dim
         self.aggregator, self.camera_head, self.depth_head = geometry_modules(config)
-        self.semantic_encoder = LSegImageEncoder(
-            image_size=sem.image_size,
-            patch_size=sem.patch_size,
-            embed_dim=sem.embed_dim,
-            depth=sem.depth,
-            num_heads=sem.num_heads,
-            hooks=sem.hooks,
-            reassemble_dims=sem.reassemble_dims,
-            features=sem.features,
-            out_dim=sem.out_dim,
-        )
+        # SemanticConfig's fields are LSegImageEncoder's arguments.
+        self.semantic_encoder = LSegImageEncoder(**dataclasses.asdict(sem))
         self.fusion = (
             TokenWiseFusion(geometry_dim=dim, semantic_dim=sem.embed_dim, num_heads=config.fusion.num_heads)
             if config.fusion.enabled

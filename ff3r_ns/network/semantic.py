@@ -23,46 +23,19 @@ LSeg's ``logit_scale`` is ``nn.Parameter(...).exp()``, a plain tensor, so it is 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 import open_clip
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from open_clip.pretrained import download_pretrained_from_hf
-from safetensors.torch import load_file
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
-StateSource = Union[str, os.PathLike, Mapping[str, Tensor]]
-
-LSEG_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(
-        image_size=64,
-        patch_size=16,
-        embed_dim=32,
-        depth=4,
-        num_heads=2,
-        hooks=(0, 1, 2, 3),
-        reassemble_dims=(8, 16, 32, 32),
-        features=16,
-        out_dim=512,
-    ),
-    "large": dict(
-        image_size=384,
-        patch_size=16,
-        embed_dim=1024,
-        depth=24,
-        num_heads=16,
-        hooks=(5, 11, 17, 23),
-        reassemble_dims=(256, 512, 1024, 1024),
-        features=256,
-        out_dim=512,
-    ),
-}
-"""Constructor arguments of `LSegImageEncoder`: ``large`` is LSeg's ``clip_vitl16_384``, ``tiny`` is for CPU tests."""
+from ff3r_ns.network.state_dicts import StateSource, read_state_dict
 
 LSEG_UNUSED_KEYS: tuple[str, ...] = (
     # CLIP ViT-B/32: its image tower is not part of LSeg's image path, its text tower is `TextEncoder`'s.
@@ -284,36 +257,6 @@ class LSegImageEncoder(nn.Module):
         return tokens, self.head(path)
 
 
-class _Opaque:
-    """Stand-in for the Python objects of a training checkpoint (e.g. Lightning's callback classes), so it
-    loads with ``weights_only=True`` without importing their packages."""
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> "_Opaque":
-        return super().__new__(cls)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __setstate__(self, state: Any) -> None:
-        pass
-
-
-def _read_state_dict(source: StateSource) -> dict[str, Tensor]:
-    """Tensors of a state dict, a ``.safetensors`` file or a ``torch.save`` file (a Lightning ``.ckpt``'s
-    ``state_dict`` entry when it has one), on the CPU."""
-    if isinstance(source, Mapping):
-        state = source
-    elif str(source).endswith(".safetensors"):
-        state = load_file(str(source))
-    else:
-        foreign = torch.serialization.get_unsafe_globals_in_checkpoint(source)
-        with torch.serialization.safe_globals([(_Opaque, name) for name in foreign]):
-            state = torch.load(source, map_location="cpu", weights_only=True)
-    if isinstance(state.get("state_dict"), Mapping):
-        state = state["state_dict"]
-    return dict(state)
-
-
 def load_lseg_checkpoint(module: LSegImageEncoder, checkpoint: StateSource) -> None:
     """Loads LSeg's released weights (``demo_e200.ckpt``) into ``module``, checking every key and shape.
 
@@ -321,13 +264,13 @@ def load_lseg_checkpoint(module: LSegImageEncoder, checkpoint: StateSource) -> N
     skipped; any missing, unexpected or mis-shaped entry raises before anything is copied.
 
     Args:
-        module: Encoder built with the checkpoint's sizes (``LSEG_PRESETS["large"]`` for LSeg's release).
+        module: Encoder built with the checkpoint's sizes (the constructor's defaults for LSeg's release).
         checkpoint: Path of the checkpoint, or its (possibly Lightning-wrapped) state dict.
 
     Raises:
         ValueError: Naming every key that is missing, unexpected or of the wrong shape.
     """
-    state = {key.removeprefix("net."): value for key, value in _read_state_dict(checkpoint).items()}
+    state = {key.removeprefix("net."): value for key, value in read_state_dict(checkpoint).items()}
     own = module.state_dict()
     ours_of = {lseg_key(name): name for name in own}
     missing = sorted(key for key in ours_of if key not in state)
@@ -345,7 +288,7 @@ def load_lseg_checkpoint(module: LSegImageEncoder, checkpoint: StateSource) -> N
     if problems:
         raise ValueError(
             "LSeg checkpoint does not match the encoder (keys without 'net.'; is the encoder built with "
-            "LSEG_PRESETS['large']?) -- " + "; ".join(problems)
+            "the constructor's defaults, LSeg's ViT-L/16?) -- " + "; ".join(problems)
         )
     module.load_state_dict({name: state[key] for key, name in ours_of.items()}, strict=True)
 
@@ -405,7 +348,7 @@ class TextEncoder(nn.Module):
         Args:
             source: Path or state dict; image-tower entries (``visual.*``) are skipped.
         """
-        state = _read_state_dict(source)
+        state = read_state_dict(source)
         if any(key.startswith(_LSEG_CLIP_PREFIX) for key in state):
             state = {k.removeprefix(_LSEG_CLIP_PREFIX): v for k, v in state.items() if k.startswith(_LSEG_CLIP_PREFIX)}
         self.clip.load_state_dict({k: v for k, v in state.items() if not k.startswith("visual.")}, strict=True)

@@ -22,6 +22,7 @@ from torch import Tensor
 from ff3r_ns.network.config import FF3RConfig
 from ff3r_ns.network.ff3r import FF3R
 from ff3r_ns.network.semantic import load_lseg_checkpoint
+from ff3r_ns.network.state_dicts import read_state_dict
 
 Source = Union[str, os.PathLike]
 
@@ -74,21 +75,6 @@ def resolve_file(source: Source, filenames: tuple[str, ...], what: str, hint: st
         f"({'; '.join(errors)}). Download it on a machine with internet access "
         f"(e.g. `hf download {source} {filenames[0]}`) and pass the local file or folder instead; {hint}"
     )
-
-
-def read_state_dict(path: Path) -> dict[str, Tensor]:
-    """A state dict from a .safetensors file or a torch file (weights only; a ``state_dict``/``model`` entry is unwrapped)."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(data, Mapping) and key in data and isinstance(data[key], Mapping):
-            data = data[key]
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{path} holds a {type(data).__name__}, not a state dict")
-    return dict(data)
 
 
 def check_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor], what: str) -> None:
