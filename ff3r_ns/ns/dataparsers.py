@@ -22,10 +22,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Tuple, Type
+from typing import Optional, Tuple, Type, Union
 
 import numpy as np
 import torch
+from torch import Tensor
 from nerfstudio.cameras.cameras import Cameras, CameraType
 from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs
 from nerfstudio.data.scene_box import SceneBox
@@ -56,26 +57,35 @@ def default_intrinsics(image_sizes: np.ndarray, focal_factor: float) -> np.ndarr
     return intrinsics
 
 
-def scene_cameras(scene: SceneData, focal_factor: float) -> Cameras:
-    """nerfstudio ``Cameras`` of every frame of ``scene`` (OpenGL poses, identity when unposed)."""
-    n = len(scene)
-    K = scene.intrinsics if scene.intrinsics is not None else default_intrinsics(scene.image_sizes, focal_factor)
-    K = torch.from_numpy(K).float()
-    if scene.has_poses:
-        c2w = opencv_to_opengl_c2w(torch.from_numpy(scene.camera_to_worlds).float())[:, :3, :4]
-    else:
-        c2w = torch.eye(4)[:3].expand(n, 3, 4).clone()
-    sizes = torch.from_numpy(scene.image_sizes).to(torch.int32)
+def opencv_cameras(
+    c2w: Tensor, intrinsics: Tensor, height: Union[int, Tensor], width: Union[int, Tensor]
+) -> Cameras:
+    """nerfstudio pinhole ``Cameras`` (OpenGL camera-to-world) of OpenCV poses ``[n, 4, 4]`` and ``[n, 3, 3]`` K;
+    ``height`` and ``width`` are shared ints or per-camera ``[n, 1]`` tensors."""
+    K = intrinsics.float()
     return Cameras(
-        camera_to_worlds=c2w,
+        camera_to_worlds=opencv_to_opengl_c2w(c2w.float())[:, :3, :4],
         fx=K[:, 0, 0:1],
         fy=K[:, 1, 1:2],
         cx=K[:, 0, 2:3],
         cy=K[:, 1, 2:3],
-        width=sizes[:, 1:2],
-        height=sizes[:, 0:1],
+        width=width,
+        height=height,
         camera_type=CameraType.PERSPECTIVE,
     )
+
+
+def scene_cameras(scene: SceneData, focal_factor: float) -> Cameras:
+    """nerfstudio ``Cameras`` of every frame of ``scene`` (OpenGL poses, identity when unposed)."""
+    n = len(scene)
+    K = scene.intrinsics if scene.intrinsics is not None else default_intrinsics(scene.image_sizes, focal_factor)
+    if scene.has_poses:
+        c2w = torch.from_numpy(scene.camera_to_worlds)
+    else:
+        # The OpenCV pose whose OpenGL form is the identity (the flip is its own inverse).
+        c2w = opencv_to_opengl_c2w(torch.eye(4)).expand(n, 4, 4)
+    sizes = torch.from_numpy(scene.image_sizes).to(torch.int32)
+    return opencv_cameras(c2w, torch.from_numpy(K), sizes[:, 0:1], sizes[:, 1:2])
 
 
 def _scene_box(scene: SceneData) -> SceneBox:

@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple,
 import numpy as np
 import torch
 import tyro
-from nerfstudio.cameras.cameras import Cameras, CameraType
+from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.configs.base_config import MachineConfig
 from nerfstudio.data.datamanagers.base_datamanager import DataManager, DataManagerConfig
 from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
@@ -70,13 +70,13 @@ from ff3r_ns.eval.protocol import (
     transform_gaussians,
     upright_sim3,
 )
-from ff3r_ns.network.cameras import c2w_to_w2c, opencv_to_opengl_c2w, to_4x4, w2c_to_c2w
+from ff3r_ns.network.cameras import c2w_to_w2c, to_4x4, w2c_to_c2w
 from ff3r_ns.network.ff3r import FF3R
 from ff3r_ns.network.gaussians import Gaussians
 from ff3r_ns.network.render import render_gaussians
 from ff3r_ns.network.semantic import TextEncoder
 from ff3r_ns.network.weights import WeightsUnavailable, load_ff3r_checkpoint
-from ff3r_ns.ns.dataparsers import FF3RDataParser, FF3RDataParserConfig
+from ff3r_ns.ns.dataparsers import FF3RDataParser, FF3RDataParserConfig, opencv_cameras
 from ff3r_ns.ns.errors import user_errors
 from ff3r_ns.ns.model import FF3RModel, FF3RModelConfig, lifted_dot, semantic_projection
 
@@ -257,23 +257,7 @@ class ReconstructionState(nn.Module):
 
     def cameras(self) -> Cameras:
         """The context cameras for nerfstudio."""
-        return nerfstudio_cameras(self.context_c2w, self.context_intrinsics, tuple(int(v) for v in self.image_hw))
-
-
-def nerfstudio_cameras(c2w: Tensor, intrinsics: Tensor, image_hw: Sequence[int]) -> Cameras:
-    """nerfstudio pinhole ``Cameras`` (OpenGL camera-to-world) of OpenCV poses ``[n, 4, 4]`` and ``[n, 3, 3]`` K."""
-    height, width = (int(v) for v in image_hw)
-    K = intrinsics.float()
-    return Cameras(
-        camera_to_worlds=opencv_to_opengl_c2w(c2w.float())[:, :3, :4],
-        fx=K[:, 0, 0:1],
-        fy=K[:, 1, 1:2],
-        cx=K[:, 0, 2:3],
-        cy=K[:, 1, 2:3],
-        width=width,
-        height=height,
-        camera_type=CameraType.PERSPECTIVE,
-    )
+        return opencv_cameras(self.context_c2w, self.context_intrinsics, *(int(v) for v in self.image_hw))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -790,7 +774,7 @@ class FF3RPipeline(Pipeline):
             view = load_views(scene, self.selection.targets[:1], hw)
             K = view.intrinsics if view.intrinsics is not None else self.state.context_intrinsics[:1]
             assert view.camera_to_worlds is not None
-            camera = nerfstudio_cameras(view.camera_to_worlds, K, hw)
+            camera = opencv_cameras(view.camera_to_worlds, K, *hw)
             batch = {"image": view.images[0].permute(1, 2, 0)}
         else:
             camera, batch = self.datamanager.next_eval_image(0)
