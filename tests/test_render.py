@@ -194,3 +194,10 @@ def test_torch_backend_matches_gsplat_cuda():
     cuda, torch_ = render_gaussians(*args, backend="gsplat"), render_gaussians(*args, backend="torch")
     for key in ("rgb", "alpha", "features", "depth"):
         torch.testing.assert_close(torch_[key], cuda[key], atol=1e-3, rtol=0)
+    # A background per camera (ns-eval and the viewer pass one; gsplat's packed mode cannot take it itself).
+    background = torch.tensor([[0.1, 0.2, 0.3], [1.0, 1.0, 1.0]], device="cuda")
+    cuda_bg = render_gaussians(*args, backend="gsplat", background=background)
+    torch_bg = render_gaussians(*args, backend="torch", background=background)
+    torch.testing.assert_close(torch_bg["rgb"], cuda_bg["rgb"], atol=1e-3, rtol=0)
+    expected = cuda["rgb"] + background[:, None, None] * (1 - cuda["alpha"])
+    torch.testing.assert_close(cuda_bg["rgb"], expected)

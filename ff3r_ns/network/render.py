@@ -120,22 +120,21 @@ def render_gaussians(
     rgb = torch.clamp_min(rgb + 0.5, 0.0)  # [c, n, 3]
     num_features = 0 if features is None else features.shape[1]
     colors = rgb if features is None else torch.cat([rgb, features.expand(c, n, num_features)], dim=-1)
-    backgrounds = None
-    if background is not None:
-        backgrounds = torch.cat([background, background.new_zeros(c, num_features)], dim=-1)
-
     if backend == "gsplat":
         image, alpha, _ = rasterization(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height,
             near_plane=near, far_plane=far, eps2d=BLUR_2D, sh_degree=None, tile_size=TILE_SIZE,
-            backgrounds=backgrounds, render_mode="RGB+ED",
+            render_mode="RGB+ED",
         )  # fmt: skip
     else:
-        image, alpha = _rasterize_torch(
-            means, quats, scales, opacities, colors, viewmats, Ks, width, height, near, far, backgrounds
-        )
+        image, alpha = _rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, width, height, near, far)
+    rgb = image[..., :3]
+    if background is not None:
+        # Composited here for both backends: gsplat 1.5.3's packed mode rejects per-camera backgrounds, and
+        # behind everything the transmittance left is exactly 1 - alpha.
+        rgb = rgb + background[:, None, None, :] * (1 - alpha)
     return {
-        "rgb": image[..., :3],
+        "rgb": rgb,
         "depth": image[..., -1:],
         "alpha": alpha,
         "features": None if features is None else image[..., 3 : 3 + num_features],
@@ -182,7 +181,6 @@ def _rasterize_torch(
     height: int,
     near: float,
     far: float,
-    backgrounds: Optional[Tensor],  # [c, d]
 ) -> tuple[Tensor, Tensor]:
     """gsplat's ``rasterization(..., render_mode="RGB+ED")`` in PyTorch: ``[c, h, w, d + 1]``, ``[c, h, w, 1]``.
 
@@ -249,9 +247,6 @@ def _rasterize_torch(
         .reshape(c, tile_h * TILE_SIZE, tile_w * TILE_SIZE, d + 2)[:, :height, :width]
     )
     image, alpha = image[..., : d + 1], image[..., d + 1 :]
-    if backgrounds is not None:
-        background = torch.cat([backgrounds, backgrounds.new_zeros(c, 1)], dim=-1)
-        image = image + background[:, None, None, :] * (1 - alpha)
     depth = image[..., -1:] / alpha.clamp(min=1e-10)
     return torch.cat([image[..., :-1], depth], dim=-1), alpha
 
