@@ -443,6 +443,24 @@ class FF3RPipeline(Pipeline):
         return fit_size(height, width, long_side, multiple=network.config.geometry.patch_size)
 
     @torch.no_grad()
+    def _timed_forward(self, network: FF3R, images: Tensor) -> tuple[Any, float, Optional[float]]:
+        """The network's output on ``images``, the seconds of the pass, and those of the CUDA warm-up (or None)."""
+        device = images.device
+        warmup_seconds = None
+        if device.type == "cuda":
+            # The first CUDA call of a process loads kernels and library handles (seconds on an H100, more
+            # than the pass itself): a 2-view pass takes that cost, so the timed pass is the network's own.
+            start = time.perf_counter()
+            network(images[:, :2], voxelize=self.config.voxelize)
+            torch.cuda.synchronize(device)
+            warmup_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        out = network(images, voxelize=self.config.voxelize)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return out, time.perf_counter() - start, warmup_seconds
+
+    @torch.no_grad()
     def _reconstruct(self, network: FF3R, device: torch.device) -> None:
         """One forward pass; fills the model, the state and the report."""
         scene, selection = self.datamanager.scene, self.selection
@@ -453,18 +471,19 @@ class FF3RPipeline(Pipeline):
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         network = network.to(device=device, dtype=dtype).eval()
         images = views.images[None].to(device=device, dtype=dtype)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        out = network(images, voxelize=self.config.voxelize)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - start
+        # nerfstudio's ns-train turns on cuDNN autotuning, which tunes every convolution shape on first use:
+        # seconds for a single pass, so it is off here.
+        benchmark, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False
+        try:
+            out, seconds, warmup_seconds = self._timed_forward(network, images)
+        finally:
+            torch.backends.cudnn.benchmark = benchmark
         num_views, before, after = len(views), out.num_pixel_gaussians, len(out.gaussians)
         voxelized = self.config.voxelize if self.config.voxelize is not None else network.config.voxel.enabled
         CONSOLE.print(
             f"FF3R forward pass: {seconds:.3f} s for {num_views} views of {width}x{height} on {device.type} "
-            f"({str(dtype).removeprefix('torch.')})",
+            f"({str(dtype).removeprefix('torch.')})"
+            + ("" if warmup_seconds is None else f", after a 2-view warm-up pass of {warmup_seconds:.3f} s"),
             soft_wrap=True,
         )
         CONSOLE.print(
@@ -513,6 +532,7 @@ class FF3RPipeline(Pipeline):
             "device": str(device),
             "dtype": str(dtype).removeprefix("torch."),
             "forward_seconds": seconds,
+            "warmup_seconds": warmup_seconds,
             "gaussians_pixel_aligned": before,
             "gaussians": after,
             "voxelized": bool(voxelized),
