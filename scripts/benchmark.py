@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 
@@ -75,22 +76,31 @@ def stage_timer(model: torch.nn.Module) -> dict[str, list]:
     return events
 
 
-def real_images(scene_path: str, views: int, size: int) -> torch.Tensor:
-    """``views`` evenly spaced views of a real scene, aspect kept, long side ``size`` (multiples of 14)."""
+def real_images(scene_path: str, views: int, size: int, repeat: bool = False) -> torch.Tensor:
+    """``views`` evenly spaced views of a real scene, aspect kept, long side ``size`` (multiples of 14).
+
+    With ``repeat``, a scene of fewer views gives all of them plus evenly spaced repeats: the network's work
+    depends on the number of views, not on their content, so this times a longer capture of the same scene.
+    """
     from ff3r_ns.data.readers import read_scene
     from ff3r_ns.data.sampling import evenly_spaced
     from ff3r_ns.data.views import fit_size, load_views
 
     scene = read_scene(scene_path)
-    if views > len(scene):
-        raise ValueError(f"{scene_path} has {len(scene)} views, fewer than {views}")
+    n = len(scene)
+    if views > n and not repeat:
+        raise ValueError(f"{scene_path} has {n} views, fewer than {views} (--repeat-views times it with repeats)")
+    if views <= n:
+        frames = evenly_spaced(n, views)
+    else:
+        frames = np.sort(np.concatenate([np.arange(n), evenly_spaced(n, views - n)]))
     hw = fit_size(*(int(v) for v in scene.image_sizes[0]), size)
-    return load_views(scene, evenly_spaced(len(scene), views), hw).images[None]
+    return load_views(scene, frames, hw).images[None]
 
 
 def ff3r_runner(
     preset: str, size: int, device: torch.device, dtype: torch.dtype, profile: bool = False, autocast: bool = False,
-    compile_blocks: bool = False, weights: str | None = None, scene: str | None = None,
+    compile_blocks: bool = False, weights: str | None = None, scene: str | None = None, repeat_views: bool = False,
 ):
     from ff3r_ns.network.ff3r import FF3R
     from ff3r_ns.network.weights import load_ff3r_checkpoint
@@ -109,7 +119,7 @@ def ff3r_runner(
 
     def run(views: int) -> Callable[[], dict]:
         if scene:
-            images = real_images(scene, views, size).to(device=device, dtype=dtype)
+            images = real_images(scene, views, size, repeat_views).to(device=device, dtype=dtype)
         else:
             images = torch.rand(1, views, 3, size, size, device=device, dtype=dtype)
 
@@ -151,6 +161,12 @@ def vggt_reference_runner(path: str, size: int, device: torch.device, dtype: tor
     return run
 
 
+def view_size(meta: dict) -> str:
+    """How big the views were: square random images, or a real scene's aspect at a long side."""
+    size = meta["size"]
+    return f"{size}x{size}" if meta.get("scene", "random images") == "random images" else f"views of long side {size}"
+
+
 def plot(results: list[dict], title: str, path: Path) -> None:
     """Time and peak memory versus views, one line per result (a result = meta + rows)."""
     try:
@@ -172,6 +188,7 @@ def plot(results: list[dict], title: str, path: Path) -> None:
     b.set(xlabel="views", ylabel="GiB", title="peak GPU memory", xscale="log")
     for ax in (a, b):
         ax.set_xticks(views, [str(v) for v in views])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())  # no log-scale minor labels over ours
         ax.grid(alpha=0.3)
     if len(results) > 1:
         a.legend()
@@ -195,6 +212,9 @@ def main() -> None:
     parser.add_argument("--preset", default="large", choices=["tiny", "small", "large"])
     parser.add_argument("--weights", default=None, help="an FF3R checkpoint to time instead of random weights")
     parser.add_argument("--scene", default=None, help="time on evenly spaced views of this scene (aspect kept)")
+    parser.add_argument(
+        "--repeat-views", action="store_true", help="with --scene: more views than the scene has repeat some of them"
+    )
     parser.add_argument("--label", default=None, help="name of the result files (default: the preset)")
     parser.add_argument("--reference-vggt", default=None, help="folder holding VGGT's `vggt` package: time it instead")
     parser.add_argument("--views", type=int, nargs="+", default=[2, 8, 16, 32, 64, 128])
@@ -214,7 +234,7 @@ def main() -> None:
     if args.plot:
         results = [json.loads(Path(p).read_text()) for p in args.plot]
         meta = results[0]["meta"]
-        title = f"{' vs '.join(r['meta']['model'] for r in results)} on {meta['device']}, {meta['size']}x{meta['size']}"
+        title = f"{' vs '.join(r['meta']['model'] for r in results)} on {meta['device']}, {view_size(meta)}"
         plot(results, title, Path(args.plot_out or Path(args.plot[0]).with_suffix(".png")))
         return
 
@@ -226,7 +246,8 @@ def main() -> None:
     else:
         label = args.label or (args.preset + ("-autocast" if args.autocast else "") + ("-compiled" if args.compile else ""))
         make = ff3r_runner(
-            args.preset, args.size, device, dtype, args.profile, args.autocast, args.compile, args.weights, args.scene
+            args.preset, args.size, device, dtype, args.profile, args.autocast, args.compile, args.weights, args.scene,
+            args.repeat_views,
         )
 
     rows = []
@@ -258,10 +279,11 @@ def main() -> None:
         "sdpa": args.sdpa,
         "weights": args.weights or "random",
         "scene": args.scene or "random images",
+        "repeated_views": bool(args.scene and args.repeat_views),
     }
     (out_dir / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     if any(r.get("seconds") is not None for r in rows):
-        plot([{"meta": meta, "rows": rows}], f"{label} on {meta['device']}, {args.size}x{args.size}, {meta['dtype']}", out_dir / f"{stem}.png")
+        plot([{"meta": meta, "rows": rows}], f"{label} on {meta['device']}, {view_size(meta)}, {meta['dtype']}", out_dir / f"{stem}.png")
     print(f"wrote {out_dir / stem}.json")
 
 
