@@ -72,6 +72,7 @@ def build_config(args: argparse.Namespace):
     datamanager.feature_downsample = args.feature_downsample  # --pipeline.datamanager.feature-downsample
     model = config.pipeline.model
     model.preset = args.preset  # --pipeline.model.preset
+    model.init_checkpoint = args.init  # --pipeline.model.init-checkpoint
     model.fusion = not args.no_fusion  # --pipeline.model.fusion False
     model.voxel_lambda = args.voxel_lambda  # --pipeline.model.voxel-lambda
     model.loss = LossWeights(lpips=args.lpips, warp=args.warp)  # --pipeline.model.loss.lpips / .warp
@@ -109,7 +110,7 @@ def plot(args: argparse.Namespace) -> None:
             ax.set_title(term.replace("loss_", "L_") + (" (dB, context renders)" if term == "psnr" else ""))
             ax.set_xlabel("step")
     axes.flat[-1].axis("off")
-    axes.flat[0].legend()
+    axes.flat[-1].legend(*axes.flat[0].get_legend_handles_labels(), loc="center")  # in the empty panel
     fig.suptitle(f"ff3r-train on synthetic rooms (moving average over {args.smooth} steps; unweighted terms)")
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--name", default="full", help="run name (the timestamp folder)")
     run.add_argument("--output", type=Path, default=Path("runs"))
     run.add_argument("--preset", default="small", choices=("tiny", "small", "large"))
+    run.add_argument("--init", type=Path, default=None, help="start from this FF3R checkpoint (e.g. the shipped one)")
     run.add_argument("--steps", type=int, default=3000)
     run.add_argument("--warmup", type=int, default=200)
     run.add_argument("--lr", type=float, default=2e-4, help="peak learning rate of the new heads")
