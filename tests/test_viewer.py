@@ -46,6 +46,10 @@ PANEL_WIDTH = 340
 """Width of the viewer's control panel on the right; the 3D viewport is left of it, below the 60 px header."""
 TIMEOUT = 120.0
 """Seconds to wait for the viewer to start, and again for its first render to reach the page."""
+SETTLE = 30.0
+"""Seconds to wait, once a render shows, for the viewer's full-resolution render."""
+FULL_RESOLUTION = 400
+"""Long side (px) taken as the viewer's full-resolution render (its default Max res is 512)."""
 ZOOM_OUT_EVENTS = 5
 """Mouse-wheel steps per zoom-out while the viewport shows nothing yet."""
 
@@ -228,7 +232,14 @@ def test_viewer_shows_the_scene_and_ff3r_controls(viewer, tmp_path):
                 # viser's start camera sits among the cameras; zoom out (mouse wheel) as a user would.
                 for _ in range(ZOOM_OUT_EVENTS):
                     browser.call("Input.dispatchMouseEvent", type="mouseWheel", x=400, y=400, deltaX=0, deltaY=300)
-        time.sleep(2.0)  # let a higher-resolution render replace the first, coarse one
+        # Let a full-resolution render replace the first, coarse one (a few seconds for ~10^6 Gaussians on a CPU).
+        settle = time.monotonic() + SETTLE
+        while time.monotonic() < settle:
+            time.sleep(1.0)
+            resolution = re.search(r"Resolution: (\d+)\D(\d+)px", browser.text())
+            if resolution and max(int(resolution.group(1)), int(resolution.group(2))) >= FULL_RESOLUTION:
+                time.sleep(1.0)  # the page shows the new size as the render arrives
+                break
         text, image = browser.text(), browser.screenshot()
     finally:
         browser.close()
