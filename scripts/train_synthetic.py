@@ -49,7 +49,8 @@ def generate(args: argparse.Namespace) -> None:
 
 def build_config(args: argparse.Namespace):
     """The ff3r-train TrainerConfig for these arguments (ns-train option in each comment)."""
-    from ff3r_ns.ns.train import default_optimizers, ff3r_train_method
+    from ff3r_ns.ns.optimization import default_optimizers
+    from ff3r_ns.ns.train import ff3r_train_method
     from ff3r_ns.training.losses import LossWeights
 
     config = copy.deepcopy(ff3r_train_method.config)

@@ -1,4 +1,5 @@
-"""ff3r-train on the CPU with the tiny preset: losses fall, runs resume bit-identically, groups and switches."""
+"""ff3r-train on the CPU with the tiny preset: losses fall, runs resume bit-identically, groups and switches;
+older runs' config.yml still loads."""
 
 import copy
 import json
@@ -7,21 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from nerfstudio.data.scene_box import SceneBox
 
 from ff3r_ns.data.synthetic import RoomConfig, write_scene
 from ff3r_ns.network.weights import load_ff3r_checkpoint
-from ff3r_ns.ns.train import (
-    EXPORT_DIR,
-    LOSS_LOG,
-    FF3RTrainDataManagerConfig,
-    FF3RTrainModelConfig,
-    GlobalClipOptimizers,
-    default_optimizers,
-    ff3r_train_method,
-    latest_checkpoint,
-    main,
-)
+from ff3r_ns.ns.multiview_datamanager import FF3RTrainDataManagerConfig
+from ff3r_ns.ns.optimization import GlobalClipOptimizers, default_optimizers
+from ff3r_ns.ns.train import EXPORT_DIR, LOSS_LOG, FF3RTrainModelConfig, ff3r_train_method, latest_checkpoint, main
 from ff3r_ns.training.losses import LossWeights
 from ff3r_ns.training.schedule import warmup_cosine_factor
 from ff3r_ns.training.teachers import DatasetGeometryTeacher
@@ -188,3 +182,17 @@ def test_datamanager_samples_scene_batches_differently_per_rank(rooms):
     cached = config.setup()
     features = cached.next_train(0).features
     assert features.dtype == torch.float16 and features.shape[-2:] == (SIZE // 4, SIZE // 4)
+
+
+def test_config_yml_of_runs_saved_before_the_split_loads():
+    """Runs saved when the datamanager and optimizers lived in ff3r_ns.ns.train name them so in config.yml."""
+    config = ff3r_train_method.config
+    text = yaml.dump(config)  # as TrainerConfig.save_config writes config.yml
+    for module in ("ff3r_ns.ns.multiview_datamanager.", "ff3r_ns.ns.optimization."):
+        assert module in text
+        text = text.replace(module, "ff3r_ns.ns.train.")
+    for name in ("FF3RTrainDataManagerConfig", "FF3RTrainDataManager", "AdamWOptimizerConfig", "WarmupCosineScheduler"):
+        assert f"ff3r_ns.ns.train.{name}" in text
+    loaded = yaml.load(text, Loader=yaml.Loader)  # as nerfstudio reads config.yml
+    assert isinstance(loaded.pipeline.datamanager, FF3RTrainDataManagerConfig)
+    assert loaded == config

@@ -2,15 +2,17 @@
 
 Each step (one per nerfstudio iteration):
 
-1. the datamanager draws ``scenes_per_batch`` scenes and, in each, a context set with the paper's sequential
-   sampling (:func:`ff3r_ns.data.sampling.sample_training_views`), loaded by :func:`ff3r_ns.data.views.load_views`;
+1. the datamanager (:mod:`ff3r_ns.ns.multiview_datamanager`) draws ``scenes_per_batch`` scenes and, in each, a
+   context set with the paper's sequential sampling (:func:`ff3r_ns.data.sampling.sample_training_views`), loaded
+   by :func:`ff3r_ns.data.views.load_views`;
 2. the geometry teacher gives pose encodings and depth in the normalized frame, the semantic teacher 2D features
    (:mod:`ff3r_ns.training.teachers`);
 3. the network predicts cameras, depth and (voxelized) Gaussians; every context view is rendered from the
    Gaussians with the *predicted* cameras, and the rendered low-dimensional semantic map is lifted to 512-d;
 4. ``L_total = L_rgb + 0.1 L_feat + 0.1 L_warp + 1.0 L_d + 10.0 L_p`` (Eq. 13, :mod:`ff3r_ns.training.losses`),
    AdamW on two parameter groups (new heads at the peak learning rate, the pretrained backbone at 0.1x), warm-up
-   then cosine, the gradient clipped to a global norm of 0.5, bf16 autocast on the GPU.
+   then cosine, the gradient clipped to a global norm of 0.5 (:mod:`ff3r_ns.ns.optimization`), bf16 autocast on
+   the GPU.
 
 Where the paper leaves a choice open:
 
@@ -36,26 +38,19 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib
 import json
 import sys
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Deque, Dict, List, Literal, Optional, Tuple, Type, Union
+from typing import Any, Dict, List, Literal, Optional, Type, Union
 
-import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 import yaml
-from nerfstudio.configs.dataparser_configs import AnnotatedDataParserUnion
-from nerfstudio.data.datamanagers.base_datamanager import DataManager, DataManagerConfig
-from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
-from nerfstudio.engine.optimizers import OptimizerConfig, Optimizers
-from nerfstudio.engine.schedulers import Scheduler, SchedulerConfig
+from nerfstudio.engine.optimizers import Optimizers
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
@@ -63,9 +58,6 @@ from nerfstudio.plugins.types import MethodSpecification
 from torch import Tensor, nn
 from torch.nn import Parameter
 
-from ff3r_ns.data.sampling import TrainViewSamplingConfig, sample_training_views
-from ff3r_ns.data.scene import SceneData
-from ff3r_ns.data.views import Views, load_views
 from ff3r_ns.eval.metrics import psnr
 from ff3r_ns.network.config import FF3RConfig, preset
 from ff3r_ns.network.ff3r import FF3R
@@ -78,8 +70,9 @@ from ff3r_ns.network.weights import (
     save_ff3r_checkpoint,
     strict_load,
 )
-from ff3r_ns.ns.dataparsers import FF3RMultiSceneDataParserConfig
 from ff3r_ns.ns.errors import user_errors
+from ff3r_ns.ns.multiview_datamanager import FF3RTrainDataManager, FF3RTrainDataManagerConfig
+from ff3r_ns.ns.optimization import GlobalClipOptimizers, default_optimizers
 from ff3r_ns.training.losses import (
     LossWeights,
     depth_distillation_loss,
@@ -89,7 +82,6 @@ from ff3r_ns.training.losses import (
     rgb_loss,
     total_loss,
 )
-from ff3r_ns.training.schedule import warmup_cosine
 from ff3r_ns.training.teachers import (
     DatasetGeometryTeacher,
     GeometryTargets,
@@ -111,66 +103,7 @@ EXPORT_DIR = "ff3r"
 
 
 # ----------------------------------------------------------------------------------------------------
-# Optimizer, schedule and trainer
-
-
-@dataclass
-class AdamWOptimizerConfig(OptimizerConfig):
-    """AdamW as AnySplat trains: betas (0.9, 0.95), weight decay 0.05 (on every parameter)."""
-
-    _target: Type = torch.optim.AdamW
-    betas: Tuple[float, float] = (0.9, 0.95)
-    """Adam's moment decay rates."""
-    weight_decay: float = 0.05
-    """Decoupled weight decay."""
-
-
-@dataclass
-class WarmupCosineSchedulerConfig(SchedulerConfig):
-    """Linear warm-up to the optimizer's learning rate, then cosine decay (:mod:`ff3r_ns.training.schedule`)."""
-
-    _target: Type = field(default_factory=lambda: WarmupCosineScheduler)
-    warmup_steps: int = 1_000
-    """Steps of linear warm-up (the paper's 1k)."""
-    max_steps: int = 30_000
-    """Step at which the cosine ends; set it to the run's total number of iterations."""
-    final_ratio: float = 0.0
-    """Learning rate at the end, as a fraction of the peak."""
-
-
-class WarmupCosineScheduler(Scheduler):
-    config: WarmupCosineSchedulerConfig
-
-    def get_scheduler(self, optimizer: torch.optim.Optimizer, lr_init: float) -> torch.optim.lr_scheduler.LRScheduler:
-        c = self.config
-        return warmup_cosine(optimizer, c.warmup_steps, c.max_steps, c.final_ratio)
-
-
-class GlobalClipOptimizers(Optimizers):
-    """nerfstudio's optimizers (one per parameter group) with the gradient clipped to one global norm.
-
-    nerfstudio's own ``max_norm`` clips each group separately; the paper (and AnySplat) clip the norm of the
-    whole gradient, which this does before any group steps.
-    """
-
-    def __init__(self, config: Dict[str, Any], param_groups: Dict[str, List[Parameter]], max_norm: Optional[float]):
-        for name, group in config.items():
-            if group["optimizer"].max_norm is not None:
-                raise ValueError(f"optimizer '{name}' sets max_norm; ff3r-train clips globally (--gradient-clip)")
-        super().__init__(config, param_groups)
-        self.max_norm = max_norm
-        self.last_grad_norm = 0.0
-
-    def optimizer_scaler_step_some(self, grad_scaler, param_groups: List[str]) -> None:
-        if self.max_norm is not None:
-            for group in param_groups:
-                grad_scaler.unscale_(self.optimizers[group])
-            params = [p for group in param_groups for p in self.parameters[group]]
-            self.last_grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.max_norm))
-        super().optimizer_scaler_step_some(grad_scaler, param_groups)
-
-    def optimizer_scaler_step_all(self, grad_scaler) -> None:
-        self.optimizer_scaler_step_some(grad_scaler, list(self.optimizers))
+# Trainer
 
 
 @dataclass
@@ -191,203 +124,6 @@ class FF3RTrainer(Trainer):
 
     def setup_optimizers(self) -> Optimizers:
         return GlobalClipOptimizers(self.config.optimizers.copy(), self.pipeline.get_param_groups(), self.config.gradient_clip)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Datamanager
-
-
-@dataclass
-class FF3RTrainDataManagerConfig(DataManagerConfig):
-    """Multi-view training samples from one scene or a folder of many."""
-
-    _target: Type = field(default_factory=lambda: FF3RTrainDataManager)
-    dataparser: AnnotatedDataParserUnion = field(default_factory=FF3RMultiSceneDataParserConfig)
-    """Reads the scene(s); the default takes a folder of many scenes (or one scene)."""
-    sampling: TrainViewSamplingConfig = field(default_factory=lambda: TrainViewSamplingConfig(image_size=224))
-    """Context views per sample (paper Appendix A); image_size must suit the network (a multiple of 14)."""
-    scenes_per_batch: int = 1
-    """Scenes per step and GPU (the paper: 1); all get the same number of views."""
-    seed: int = 0
-    """Seed of the sampler; rank r of a multi-GPU run uses (seed, r), so ranks draw different scenes."""
-    load_depth: bool = True
-    """Load depth maps where the scenes have them (the 'dataset' geometry teacher needs them)."""
-    load_features: bool = True
-    """Load stored 2D teacher features where the scenes have them (the 'dataset' semantic teacher needs them)."""
-    num_workers: int = 4
-    """Threads loading upcoming samples while the GPU trains."""
-    prefetch: int = 2
-    """Samples loaded ahead of the one in use (0: load each when asked)."""
-    cache_views: bool = False
-    """Keep every loaded view in memory (features in fp16): for small sets such as synthetic rooms, whose
-    stand-in teacher features take ~0.3 s a view to rebuild and cut."""
-    feature_downsample: int = 1
-    """Average-pool the stored teacher features (half the view size) by this factor once loaded: L_feat and
-    L_warp then compare at that coarser grid, for a fraction of the memory and transfer."""
-
-
-class FF3RTrainDataManager(DataManager):
-    """Yields :class:`TrainBatch` es; the sampler's RNG state is this module's extra state (checkpointed).
-
-    Samples are drawn in order in the main thread and loaded by worker threads; the checkpointed RNG state is
-    the one after the last sample *handed out*, so a resumed run draws exactly what the uninterrupted one would.
-    """
-
-    config: FF3RTrainDataManagerConfig
-
-    def __init__(
-        self,
-        config: FF3RTrainDataManagerConfig,
-        device: Union[torch.device, str] = "cpu",
-        test_mode: Literal["test", "val", "inference"] = "val",
-        world_size: int = 1,
-        local_rank: int = 0,
-        **kwargs,
-    ):
-        self.config = config
-        self.device = device
-        self.test_mode = test_mode
-        if config.scenes_per_batch < 1:
-            raise ValueError(f"scenes_per_batch must be at least 1, got {config.scenes_per_batch}")
-        if config.sampling.image_size % 14:
-            raise ValueError(f"sampling.image_size must be a multiple of 14 (the patch size), got {config.sampling.image_size}")
-        if config.data is not None:
-            config.dataparser.data = Path(config.data)
-        self.dataparser = config.dataparser.setup()
-        self.train_dataparser_outputs = self.dataparser.get_dataparser_outputs(split="train")
-        metadata = self.train_dataparser_outputs.metadata
-        if "scene" not in metadata:
-            raise ValueError("ff3r-train needs one of the ff3r-* dataparsers (ff3r-multiscene, ff3r-nerfstudio, ...)")
-        scenes: List[SceneData] = metadata.get("scenes") or [metadata["scene"]]
-        self.scenes = [scene for scene in scenes if len(scene) >= 2]
-        if not self.scenes:
-            raise ValueError(f"no scene with at least 2 views under {config.dataparser.data}")
-        self.train_dataset = InputDataset(self.train_dataparser_outputs)
-        self.eval_dataset = None
-        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else local_rank
-        self.rng = np.random.default_rng([config.seed, rank])
-        self._handed_out_state: Dict[str, Any] = copy.deepcopy(self.rng.bit_generator.state)
-        self._pool = ThreadPoolExecutor(max_workers=max(1, config.num_workers), thread_name_prefix="ff3r-views")
-        self._queue: Deque[Tuple[Future, Dict[str, Any]]] = deque()
-        self._cache: Dict[Tuple[int, int], Views] = {}
-        self._last_rays = 0
-        super().__init__()
-
-    def setup_train(self) -> None:
-        """Nothing to set up: samples are drawn on demand."""
-
-    def setup_eval(self) -> None:
-        """ff3r-train has no evaluation split (evaluate held-out scenes with scripts/evaluate_synthetic.py)."""
-
-    def draw(self) -> Tuple[List[Tuple[int, List[int]]], int]:
-        """The next sample: (scene index, frame indices) per scene, and the seed of the step's other choices."""
-        sampling = self.config.sampling
-        if sampling.random_num_views:
-            num_views = int(self.rng.integers(sampling.min_views, sampling.max_views + 1))
-        else:
-            num_views = sampling.max_views
-        fixed = replace(sampling, max_views=num_views, random_num_views=False)
-        count = self.config.scenes_per_batch
-        chosen = self.rng.choice(len(self.scenes), size=count, replace=len(self.scenes) < count)
-        picks = [(int(i), sample_training_views(len(self.scenes[i]), fixed, self.rng)) for i in chosen]
-        shortest = min(len(frames) for _, frames in picks)  # short scenes give fewer views
-        seed = int(self.rng.integers(2**31 - 1))
-        return [(i, frames[:shortest]) for i, frames in picks], seed
-
-    def _views(self, scene_index: int, frames: List[int]) -> Views:
-        scene, c = self.scenes[scene_index], self.config
-        size = c.sampling.image_size
-        if not c.cache_views:
-            return self._pool_features(load_views(scene, frames, size, depth=c.load_depth, features=c.load_features))
-        for frame in frames:
-            if (scene_index, frame) not in self._cache:
-                view = self._pool_features(load_views(scene, [frame], size, depth=c.load_depth, features=c.load_features))
-                if view.features is not None:
-                    view.features = view.features.half()
-                self._cache[(scene_index, frame)] = view
-        views = [self._cache[(scene_index, frame)] for frame in frames]
-
-        def cat(name: str) -> Optional[Tensor]:
-            values = [getattr(v, name) for v in views]
-            return None if values[0] is None else torch.cat(values)
-
-        return Views(
-            indices=list(frames),
-            images=cat("images"),
-            intrinsics=cat("intrinsics"),
-            camera_to_worlds=cat("camera_to_worlds"),
-            depth=cat("depth"),
-            features=cat("features"),
-        )
-
-    def _pool_features(self, views: Views) -> Views:
-        factor = self.config.feature_downsample
-        if views.features is not None and factor > 1:
-            views.features = F.avg_pool2d(views.features, factor, ceil_mode=True)
-        return views
-
-    def load(self, picks: List[Tuple[int, List[int]]], seed: int) -> TrainBatch:
-        """Load a drawn sample (runs in the worker threads)."""
-        views = [self._views(i, frames) for i, frames in picks]
-
-        def stack(name: str) -> Optional[Tensor]:
-            values = [getattr(v, name) for v in views]
-            return None if any(v is None for v in values) else torch.stack(values)
-
-        return TrainBatch(
-            images=stack("images"),
-            intrinsics=stack("intrinsics"),
-            camera_to_worlds=stack("camera_to_worlds"),
-            depth=stack("depth"),
-            features=stack("features"),
-            seed=seed,
-        )
-
-    def next_train(self, step: int) -> TrainBatch:  # type: ignore[override]
-        """The next training sample, on the training device."""
-        while len(self._queue) < self.config.prefetch + 1:
-            picks, seed = self.draw()
-            self._queue.append((self._pool.submit(self.load, picks, seed), copy.deepcopy(self.rng.bit_generator.state)))
-        future, state = self._queue.popleft()
-        self._handed_out_state = state
-        self.train_count += 1
-        batch = future.result().to(self.device)
-        self._last_rays = batch.images.shape[0] * batch.images.shape[1] * batch.images.shape[3] * batch.images.shape[4]
-        return batch
-
-    def get_extra_state(self) -> Dict[str, Any]:
-        state: Dict[str, Any] = {"sampler": copy.deepcopy(self._handed_out_state), "torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            state["cuda"] = torch.cuda.get_rng_state_all()
-        return state
-
-    def set_extra_state(self, state: Dict[str, Any]) -> None:
-        for future, _ in self._queue:
-            future.cancel()
-        self._queue.clear()
-        self.rng.bit_generator.state = copy.deepcopy(state["sampler"])
-        self._handed_out_state = copy.deepcopy(state["sampler"])
-        torch.set_rng_state(state["torch"])
-        if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(state["cuda"])
-
-    def next_eval(self, step: int):
-        raise NotImplementedError("ff3r-train has no evaluation split; use scripts/evaluate_synthetic.py")
-
-    def next_eval_image(self, step: int):
-        raise NotImplementedError("ff3r-train has no evaluation split; use scripts/evaluate_synthetic.py")
-
-    def get_train_rays_per_batch(self) -> int:
-        return self._last_rays
-
-    def get_eval_rays_per_batch(self) -> int:
-        return 0
-
-    def get_datapath(self) -> Path:
-        return Path(self.config.dataparser.data)
-
-    def get_param_groups(self) -> Dict[str, List[Parameter]]:
-        return {}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -713,18 +449,6 @@ class FF3RTrainPipeline(VanillaPipeline):
 # Method and export
 
 
-def default_optimizers(max_steps: int = 30_000, warmup_steps: int = 1_000, lr: float = 2e-4, backbone_scale: float = 0.1):
-    """The two parameter groups: new heads at ``lr``, the pretrained backbone at ``backbone_scale * lr``."""
-
-    def group(peak: float) -> Dict[str, Any]:
-        return {
-            "optimizer": AdamWOptimizerConfig(lr=peak),
-            "scheduler": WarmupCosineSchedulerConfig(warmup_steps=warmup_steps, max_steps=max_steps),
-        }
-
-    return {"heads": group(lr), "backbone": group(lr * backbone_scale)}
-
-
 ff3r_train_method = MethodSpecification(
     config=FF3RTrainerConfig(
         method_name="ff3r-train",
@@ -773,6 +497,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     path = save_ff3r_checkpoint(network, args.out, None if args.fp32 else torch.float16)
     print(f"wrote {path}")
     return 0
+
+
+# ----------------------------------------------------------------------------------------------------
+# Runs saved before the split
+
+_MOVED = {
+    "AdamWOptimizerConfig": "ff3r_ns.ns.optimization",
+    "WarmupCosineSchedulerConfig": "ff3r_ns.ns.optimization",
+    "WarmupCosineScheduler": "ff3r_ns.ns.optimization",
+    "FF3RTrainDataManagerConfig": "ff3r_ns.ns.multiview_datamanager",
+    "FF3RTrainDataManager": "ff3r_ns.ns.multiview_datamanager",
+}
+"""Classes that lived in this module once: the config.yml of a run saved then names them ``ff3r_ns.ns.train.<name>``."""
+
+
+def __getattr__(name: str) -> Any:
+    """The old paths of the moved classes (PEP 562), so that ``yaml.load`` of an older config.yml finds them."""
+    if name in _MOVED:
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The learning-rate schedule of FF3R's training (paper Appendix A): linear warm-up, then cosine decay.
 
-Pure PyTorch; ``ff3r_ns.ns.train`` wraps it as a nerfstudio scheduler. The factor is a Python float
+Pure PyTorch; ``ff3r_ns.ns.optimization`` wraps it as a nerfstudio scheduler. The factor is a Python float
 (nerfstudio's own ``CosineDecayScheduler`` returns numpy scalars, which end up in the checkpoint and
 make ``torch.load(weights_only=True)``, torch's default since 2.6, refuse it), so a run resumes with
 ``ns-train ... --load-dir`` without ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``.
