@@ -54,7 +54,7 @@ def scenes(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def scenes_of(saved: dict, scenes: slice) -> TrainBatch:
-    return TrainBatch(**{k: v[scenes] if isinstance(v, Tensor) else v for k, v in saved.items()})
+    return TrainBatch(**{k: v[scenes] if isinstance(v, (Tensor, tuple)) else v for k, v in saved.items()})
 
 
 def gradients(trainer: FF3RTrainer) -> dict[str, Tensor]:

@@ -161,6 +161,37 @@ def test_ablation_switches(rooms):
     assert "loss_warp" in terms[0] and terms[1] == terms[0] - {"loss_warp"}
 
 
+def test_warp_pairs_of_a_scene_do_not_depend_on_its_place_in_the_batch():
+    """Above 4 views L_warp samples its pairs; each scene draws them from its own seed, so the loss of a batch is
+    the mean over any split of it (what a DDP run computes) and a scene scores the same pairs in any position."""
+    model = make_model()
+    b, s, f, size = 4, 7, 8, 14
+    torch.manual_seed(0)
+    extrinsics = torch.eye(4)[:3].repeat(b, s, 1, 1)
+    extrinsics[..., 0, 3] = torch.linspace(0, 0.3, s)  # side by side, looking the same way: pixels overlap
+    K = torch.tensor([[14.0, 0, 7], [0, 14, 7], [0, 0, 1]]).expand(b, s, 3, 3)
+    outputs = {
+        "semantic_lifted": torch.randn(b, s, f, size, size),
+        "depth": torch.ones(b, s, size, size),
+        "extrinsics": extrinsics,
+        "intrinsics": K,
+    }
+
+    def part(rows: list[int]) -> dict:
+        return {key: value[rows] for key, value in outputs.items()}
+
+    seeds = (3, 5, 8, 13)
+    whole = model._warp_loss(outputs, seeds)
+    halves = [model._warp_loss(part([0, 1]), seeds[:2]), model._warp_loss(part([2, 3]), seeds[2:])]
+    assert whole > 0
+    torch.testing.assert_close(whole, torch.stack(halves).mean())
+    swapped = model._warp_loss(part([3, 2, 1, 0]), seeds[::-1])
+    torch.testing.assert_close(whole, swapped)
+    assert model._warp_loss(outputs, (4, 6, 9, 14)) != whole  # the seeds do choose the pairs
+    with pytest.raises(ValueError, match="one seed per scene"):
+        model._warp_loss(outputs, seeds[:3])
+
+
 def test_datamanager_samples_scene_batches_differently_per_rank(rooms):
     def make(local_rank: int):
         config = FF3RTrainDataManagerConfig(data=rooms, scenes_per_batch=2, prefetch=0)

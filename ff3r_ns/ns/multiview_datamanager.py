@@ -114,8 +114,8 @@ class FF3RTrainDataManager(DataManager):
     def setup_eval(self) -> None:
         """ff3r-train has no evaluation split (evaluate held-out scenes with scripts/evaluate_synthetic.py)."""
 
-    def draw(self) -> Tuple[List[Tuple[int, List[int]]], int]:
-        """The next sample: (scene index, frame indices) per scene, and the seed of the step's other choices."""
+    def draw(self) -> Tuple[List[Tuple[int, List[int]]], Tuple[int, ...]]:
+        """The next sample: (scene index, frame indices) per scene, and each scene's seed for its other choices."""
         sampling = self.config.sampling
         if sampling.random_num_views:
             num_views = int(self.rng.integers(sampling.min_views, sampling.max_views + 1))
@@ -126,8 +126,8 @@ class FF3RTrainDataManager(DataManager):
         chosen = self.rng.choice(len(self.scenes), size=count, replace=len(self.scenes) < count)
         picks = [(int(i), sample_training_views(len(self.scenes[i]), fixed, self.rng)) for i in chosen]
         shortest = min(len(frames) for _, frames in picks)  # short scenes give fewer views
-        seed = int(self.rng.integers(2**31 - 1))
-        return [(i, frames[:shortest]) for i, frames in picks], seed
+        seeds = tuple(int(seed) for seed in self.rng.integers(2**31 - 1, size=len(picks)))
+        return [(i, frames[:shortest]) for i, frames in picks], seeds
 
     def _views(self, scene_index: int, frames: List[int]) -> Views:
         scene, c = self.scenes[scene_index], self.config
@@ -161,7 +161,7 @@ class FF3RTrainDataManager(DataManager):
             views.features = F.avg_pool2d(views.features, factor, ceil_mode=True)
         return views
 
-    def load(self, picks: List[Tuple[int, List[int]]], seed: int) -> TrainBatch:
+    def load(self, picks: List[Tuple[int, List[int]]], seeds: Tuple[int, ...]) -> TrainBatch:
         """Load a drawn sample (runs in the worker threads)."""
         views = [self._views(i, frames) for i, frames in picks]
 
@@ -175,14 +175,14 @@ class FF3RTrainDataManager(DataManager):
             camera_to_worlds=stack("camera_to_worlds"),
             depth=stack("depth"),
             features=stack("features"),
-            seed=seed,
+            seeds=seeds,
         )
 
     def next_train(self, step: int) -> TrainBatch:  # type: ignore[override]
         """The next training sample, on the training device."""
         while len(self._queue) < self.config.prefetch + 1:
-            picks, seed = self.draw()
-            self._queue.append((self._pool.submit(self.load, picks, seed), copy.deepcopy(self.rng.bit_generator.state)))
+            picks, seeds = self.draw()
+            self._queue.append((self._pool.submit(self.load, picks, seeds), copy.deepcopy(self.rng.bit_generator.state)))
         future, state = self._queue.popleft()
         self._handed_out_state = state
         self.train_count += 1

@@ -44,7 +44,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Type, Union
+from typing import Any, Dict, List, Literal, Optional, Tuple, Type, Union
 
 import torch
 import torch.nn.functional as F
@@ -295,7 +295,7 @@ class FF3RTrainModel(Model):
         if weights.feat > 0:
             terms["feat"] = feature_loss(outputs["semantic_lifted"], batch["semantic"])
         if weights.warp > 0:
-            terms["warp"] = self._warp_loss(outputs, views.seed)
+            terms["warp"] = self._warp_loss(outputs, views.seeds)
         if weights.depth > 0 and geometry.depth is not None:
             terms["depth"] = self._depth_loss(outputs, geometry)
         if weights.pose > 0:
@@ -314,14 +314,19 @@ class FF3RTrainModel(Model):
         ]
         return sum(losses) / len(losses)
 
-    def _warp_loss(self, outputs: Dict[str, Any], seed: int) -> Tensor:
-        """``L_warp`` (Eq. 4) per scene, averaged; pairs drawn from the step's seed, geometry detached (G->S)."""
+    def _warp_loss(self, outputs: Dict[str, Any], seeds: Tuple[int, ...]) -> Tensor:
+        """``L_warp`` (Eq. 4) per scene, averaged; each scene's pairs drawn from its own seed, geometry detached
+        (G->S), so that a scene scores the same pairs wherever it sits in the batch and on whichever rank."""
         features = outputs["semantic_lifted" if self.config.warp_features == "lifted" else "semantic_low"]
         depth = outputs["depth"].detach()
         extrinsics, intrinsics = outputs["extrinsics"].detach(), outputs["intrinsics"].detach()
-        generator = torch.Generator().manual_seed(seed)
+        b = features.shape[0]
+        seeds = seeds or (0,) * b
+        if len(seeds) != b:
+            raise ValueError(f"need one seed per scene: {b} scenes, {len(seeds)} seeds")
         losses = []
-        for i in range(features.shape[0]):
+        for i in range(b):
+            generator = torch.Generator().manual_seed(seeds[i])
             pairs = view_pairs(extrinsics[i : i + 1].cpu(), num_pairs=self.config.warp_pairs, generator=generator)[0]
             losses.append(
                 feature_warping_loss(

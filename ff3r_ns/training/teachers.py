@@ -36,7 +36,7 @@ matrices and the intrinsics at the training resolution (the principal point is n
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Literal, Optional, Protocol, Union
+from typing import Literal, Optional, Protocol, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -69,8 +69,10 @@ class TrainBatch:
     """Z-depth in the scenes' units, 0 where unknown, where they have it."""
     features: Optional[Float[Tensor, "b s c hf wf"]] = None
     """Stored 2D teacher features (synthetic rooms), where they have them."""
-    seed: int = 0
-    """Seed of the step's other random choices (the view pairs of ``L_warp``), drawn by the datamanager."""
+    seeds: Tuple[int, ...] = ()
+    """One seed per scene for its other random choices (the view pairs of ``L_warp``), drawn by the
+    datamanager; per scene, so a scene's choices do not depend on its place in the batch or on the rank that
+    holds it. Empty: seed 0 for every scene."""
 
     @property
     def image_hw(self) -> tuple[int, int]:
