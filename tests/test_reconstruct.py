@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from ff3r_ns.data.synthetic import RoomConfig, write_scene
 from ff3r_ns.eval.alignment import apply_sim3, rotation_angle_deg
@@ -255,6 +256,17 @@ def test_ns_train_saves_a_feed_forward_run(reconstruction):
         4,
     )
     assert (run / "nerfstudio_models" / "step-000000001.ckpt").stat().st_size < 2_000_000
+
+
+def test_config_yml_of_runs_saved_before_the_data_side_moved_loads(reconstruction):
+    """Runs saved when the dataparser and datamanager lived in ff3r_ns.ns.reconstruct name them so in config.yml."""
+    run, _ = reconstruction
+    text = (run / "config.yml").read_text()
+    assert "ff3r_ns.ns.scene_datamanager." in text
+    old = text.replace("ff3r_ns.ns.scene_datamanager.", "ff3r_ns.ns.reconstruct.")
+    for name in ("FF3RDataManagerConfig", "FF3RSceneDataParserConfig"):
+        assert f"ff3r_ns.ns.reconstruct.{name}" in old
+    assert yaml.load(old, Loader=yaml.Loader) == yaml.load(text, Loader=yaml.Loader)
 
 
 @pytest.mark.slow
