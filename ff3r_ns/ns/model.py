@@ -280,6 +280,34 @@ class FF3RModel(SplatfactoModel):
             batch_index=torch.zeros(len(p["means"]), dtype=torch.long, device=p["means"].device),
         )
 
+    def render_params(
+        self,
+        params: Mapping[str, Tensor],
+        viewmats: Float[Tensor, "c 4 4"],
+        Ks: Float[Tensor, "c 3 3"],
+        width: int,
+        height: int,
+        background: Optional[Float[Tensor, "3"]],
+        features: bool = True,
+    ) -> Dict[str, Optional[Tensor]]:
+        """``render_gaussians`` of Gaussians in ``gauss_params``' form (log scales, opacity logits, DC + rest SH):
+        all of the model's, a crop of them, or detached copies; the semantic features only when asked for."""
+        return render_gaussians(
+            means=params["means"],
+            quats=params["quats"],
+            scales=params["scales"].exp(),
+            opacities=torch.sigmoid(params["opacities"][:, 0]),
+            sh_coeffs=torch.cat([params["features_dc"][:, None], params["features_rest"]], dim=1),
+            features=params["semantic"] if features else None,
+            viewmats=viewmats,
+            Ks=Ks,
+            width=width,
+            height=height,
+            sh_degree=self.config.sh_degree,
+            backend=self.config.render_backend,
+            background=background,
+        )
+
     def load_state_dict(self, state_dict, **kwargs):  # type: ignore[override]
         # splatfacto resizes every gauss_params entry (semantic included) to the checkpoint's count.
         result = super().load_state_dict(state_dict, **kwargs)
@@ -332,21 +360,7 @@ class FF3RModel(SplatfactoModel):
         if params["means"].shape[0] == 0:
             outputs = self.get_empty_outputs(width, height, background)
         else:
-            rendered = render_gaussians(
-                means=params["means"],
-                quats=params["quats"],
-                scales=params["scales"].exp(),
-                opacities=torch.sigmoid(params["opacities"][:, 0]),
-                sh_coeffs=torch.cat([params["features_dc"][:, None], params["features_rest"]], dim=1),
-                features=params["semantic"],
-                viewmats=viewmat,
-                Ks=K,
-                width=width,
-                height=height,
-                sh_degree=self.config.sh_degree,
-                backend=self.config.render_backend,
-                background=background,
-            )
+            rendered = self.render_params(params, viewmat, K, width, height, background, features=True)
             alpha, depth = rendered["alpha"][0], rendered["depth"][0]
             outputs = {
                 "rgb": rendered["rgb"][0].clamp(0.0, 1.0),

@@ -66,7 +66,6 @@ from ff3r_ns.eval.protocol import (
 from ff3r_ns.network.cameras import c2w_to_w2c, to_4x4, w2c_to_c2w
 from ff3r_ns.network.ff3r import FF3R
 from ff3r_ns.network.gaussians import Gaussians
-from ff3r_ns.network.render import render_gaussians
 from ff3r_ns.network.semantic import TextEncoder
 from ff3r_ns.network.weights import WeightsUnavailable, load_ff3r_checkpoint
 from ff3r_ns.ns.dataparsers import opencv_cameras
@@ -469,20 +468,14 @@ class FF3RPipeline(Pipeline):
         p = {name: value.detach() for name, value in self.model.gauss_params.items()}
         device = p["means"].device
         height, width = (int(v) for v in self.state.image_hw)
-        out = render_gaussians(
-            means=p["means"],
-            quats=p["quats"],
-            scales=p["scales"].exp(),
-            opacities=torch.sigmoid(p["opacities"][:, 0]),
-            sh_coeffs=torch.cat([p["features_dc"][:, None], p["features_rest"]], dim=1),
-            features=p["semantic"] if features else None,
-            viewmats=c2w_to_w2c(c2w.to(device).float())[None],
-            Ks=K.to(device).float()[None],
-            width=width,
-            height=height,
-            sh_degree=self.model.config.sh_degree,
-            backend=self.model.config.render_backend,
-            background=self.model.background_color.to(device),
+        out = self.model.render_params(
+            p,
+            c2w_to_w2c(c2w.to(device).float())[None],
+            K.to(device).float()[None],
+            width,
+            height,
+            self.model.background_color.to(device),
+            features=features,
         )
         return {key: None if value is None else value[0] for key, value in out.items()}
 
