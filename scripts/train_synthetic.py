@@ -1,9 +1,10 @@
-"""Train FF3R on procedural rooms: generate the rooms, train (one GPU or several), plot the loss curves.
+"""Train FF3R on procedural rooms: generate the rooms, train (one GPU or several), time and plot the runs.
 
     python scripts/train_synthetic.py generate data/rooms --train 64 --eval 8 --views 24 --size 224
     python scripts/train_synthetic.py train data/rooms/train --name full --steps 3000
     python scripts/train_synthetic.py train data/rooms/train --name no-fusion --steps 600 --no-fusion
     python scripts/train_synthetic.py plot runs/*/ff3r-train/*/losses.jsonl --out docs/training_curves.png
+    python scripts/train_synthetic.py speed runs/*/ff3r-train/*/losses.jsonl --from-step 40
 
 ``train`` is ``ns-train ff3r-train`` with the settings of docs/TRAINING.md filled in (it builds the same
 TrainerConfig and hands it to nerfstudio's ``ns-train`` entry function, multi-GPU launch included); every
@@ -88,6 +89,23 @@ def train(args: argparse.Namespace) -> None:
     ns_train(build_config(args))
 
 
+def speed(args: argparse.Namespace) -> None:
+    """Seconds per step of runs from their losses.jsonl (wall-clock stamps), from a step on (a warm view cache)."""
+    for path in args.logs:
+        records = [json.loads(line) for line in Path(path).read_text().splitlines()]
+        late = [r for r in records if args.from_step <= r["step"] <= (args.to_step if args.to_step is not None else r["step"])]
+        if len(late) < 2:
+            raise SystemExit(f"{path}: fewer than 2 logged steps from step {args.from_step} on; lower --from-step")
+        per_step = (late[-1]["time"] - late[0]["time"]) / (late[-1]["step"] - late[0]["step"])
+        tail = records[-args.last :]
+        print(
+            f"{path}: {per_step:.4f} s/step over steps {late[0]['step']}-{late[-1]['step']}, "
+            f"mean data wait {sum(r['data_seconds'] for r in late) / len(late):.4f} s, "
+            f"last {len(tail)} steps: loss {sum(r['loss_total'] for r in tail) / len(tail):.3f}, "
+            f"context PSNR {sum(r['psnr'] for r in tail) / len(tail):.2f}"
+        )
+
+
 def plot(args: argparse.Namespace) -> None:
     import matplotlib
 
@@ -163,8 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     fig.add_argument("--smooth", type=int, default=25)
     fig.add_argument("--out", type=Path, default=Path("docs/training_curves.png"))
 
+    timing = commands.add_parser("speed", help="seconds per step of runs (their losses.jsonl)")
+    timing.add_argument("logs", nargs="+", type=Path)
+    timing.add_argument("--from-step", type=int, default=40, help="first step timed (after the view cache warms)")
+    timing.add_argument("--to-step", type=int, default=None, help="last step timed (default: the run's last)")
+    timing.add_argument("--last", type=int, default=30, help="steps averaged for the final loss and PSNR")
+
     args = parser.parse_args(argv)
-    {"generate": generate, "train": train, "plot": plot}[args.command](args)
+    {"generate": generate, "train": train, "speed": speed, "plot": plot}[args.command](args)
     return 0
 
 
