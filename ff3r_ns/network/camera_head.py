@@ -28,7 +28,8 @@ class CameraHead(nn.Module):
 
     A DiT-style adaptive LayerNorm conditions the (normalized) camera tokens on the current pose estimate
     (a learned "empty" pose at the first step); a trunk of transformer blocks attends across the views'
-    tokens and an MLP predicts a pose update. The estimate is detached between steps, as in VGGT.
+    tokens and an MLP predicts a pose update. The estimate is detached before each update is added, as in VGGT,
+    so the gradient of iteration i's output reaches only iteration i's delta.
 
     Args:
         dim_in: Token channels (2C).
@@ -77,7 +78,10 @@ class CameraHead(nn.Module):
         pose = None
         poses = []
         for _ in range(num_iterations):
-            condition = self.empty_pose_tokens.expand(b, s, -1) if pose is None else pose.detach()
+            if pose is not None:
+                # VGGT detaches the running estimate itself: iteration i learns only its own delta.
+                pose = pose.detach()
+            condition = self.empty_pose_tokens.expand(b, s, -1) if pose is None else pose
             shift, scale, gate = self.poseLN_modulation(self.embed_pose(condition)).chunk(3, dim=-1)
             x = tokens + gate * (normed * (1 + scale) + shift)
             delta = self.pose_branch(self.trunk_norm(self.trunk(x)))
