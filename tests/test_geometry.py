@@ -204,9 +204,9 @@ def test_gradient_checkpointing_matches():
     encoder, _, _ = tiny_modules()
     images = torch.rand(1, 2, 3, IMG, IMG)
     grads = []
-    for use_checkpoint in (False, True):
+    for checkpointing in (False, True):
         encoder.zero_grad()
-        encoder.use_checkpoint = use_checkpoint
+        encoder.checkpointing = checkpointing
         encoder(images, keep_layers=[DEPTH - 1])[0][0].sum().backward()
         grads.append(encoder.frame_blocks[0].attn.qkv.weight.grad.clone())
     torch.testing.assert_close(grads[0], grads[1])

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from ff3r_ns.network.checkpointing import run_checkpointed
+
 # CUDA upsampling kernels index with 32-bit integers; VGGT splits larger outputs along the batch.
 _MAX_INTERPOLATE_ELEMENTS = 1_610_612_736
 
@@ -199,6 +201,8 @@ class DPTHead(nn.Module):
                 nn.Conv2d(32, output_dim, kernel_size=1),
             )
         self._pos_cache: dict[tuple, Tensor] = {}
+        self.checkpointing = False
+        """Recompute each chunk of views in the backward pass; only the chunk's outputs are kept."""
 
     def forward(
         self,
@@ -228,7 +232,8 @@ class DPTHead(nn.Module):
         s = images.shape[1]
         chunk = frames_chunk_size or s
         outputs = [
-            self._forward_views(tokens_list, images, patch_start_idx, i, min(i + chunk, s)) for i in range(0, s, chunk)
+            run_checkpointed(self.checkpointing, self._forward_views, tokens_list, images, patch_start_idx, i, min(i + chunk, s))
+            for i in range(0, s, chunk)
         ]
         if self.feature_only:
             return torch.cat(outputs, dim=1)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterable, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ff3r_ns.network.camera_head import CameraHead
 from ff3r_ns.network.cameras import decode_pose, unproject_depth
+from ff3r_ns.network.checkpointing import NETWORK_PARTS, checkpoint_parts, run_checkpointed
 from ff3r_ns.network.config import FF3RConfig, preset
 from ff3r_ns.network.dpt import DPTHead
 from ff3r_ns.network.fusion import TokenWiseFusion
@@ -129,6 +130,18 @@ class FF3R(nn.Module):
             skip_dim=h.skip_dim,
             hidden_dim=h.gaussian_hidden_dim,
         )
+        self.checkpointed: frozenset[str] = frozenset()
+        """Parts recomputed in the backward pass (`set_activation_checkpointing`)."""
+
+    def set_activation_checkpointing(self, parts: Union[bool, Iterable[str]] = True) -> "FF3R":
+        """Recompute these parts (``checkpointing.NETWORK_PARTS``; True: all) in the backward pass instead of
+        keeping their activations. The forward pass and the gradients are unchanged; inference is unaffected."""
+        self.checkpointed = checkpoint_parts(parts, NETWORK_PARTS)
+        self.aggregator.patch_embed.checkpointing = "patch_embed" in self.checkpointed
+        self.aggregator.checkpointing = "encoder" in self.checkpointed
+        self.semantic_encoder.checkpointing = "semantic" in self.checkpointed
+        self.depth_head.checkpointing = self.gaussian_head.checkpointing = "heads" in self.checkpointed
+        return self
 
     @classmethod
     def from_preset(cls, name: str) -> "FF3R":
@@ -143,7 +156,10 @@ class FF3R(nn.Module):
         grid = (max(1, round(h / p)), max(1, round(w / p)))
         if (grid[0] * p, grid[1] * p) != (h, w):
             images = F.interpolate(images, size=(grid[0] * p, grid[1] * p), mode="bilinear", align_corners=False)
-        tokens, features = self.semantic_encoder(images)
+        # A frozen encoder (LSeg's weights) keeps no activations: nothing upstream of it trains.
+        trains = any(p.requires_grad for p in self.semantic_encoder.parameters())
+        with torch.set_grad_enabled(torch.is_grad_enabled() and trains):
+            tokens, features = self.semantic_encoder(images)
         return tokens, features, grid
 
     def forward(
@@ -171,9 +187,10 @@ class FF3R(nn.Module):
         sem_features = sem_features.reshape(b, s, *sem_features.shape[1:])
         if self.fusion is not None:
             # Eq. 1 on the last layer only, which every head reads (the camera head reads nothing else).
-            fused = self.fusion(
-                tokens_list[-1], sem_tokens.reshape(b, s, *sem_tokens.shape[1:]), patch_start, (h // p, w // p), sem_grid
-            )
+            fused = run_checkpointed(
+                "fusion" in self.checkpointed, self.fusion, tokens_list[-1], sem_tokens.reshape(b, s, *sem_tokens.shape[1:]),
+                patch_start, (h // p, w // p), sem_grid,
+            )  # fmt: skip
             tokens_list = [*tokens_list[:-1], fused]
 
         chunk = self.config.heads.frames_chunk_size
@@ -181,20 +198,11 @@ class FF3R(nn.Module):
         depth, depth_conf = self.depth_head(tokens_list, images, patch_start, frames_chunk_size=chunk)
         depth = depth[..., 0].float()
         extrinsics, intrinsics = decode_cameras(pose_enc_list[-1], (h, w))
-        raw = self.gaussian_head(tokens_list, images, sem_features, patch_start, depth, intrinsics, chunk)
-
-        means = unproject_depth(depth, extrinsics, intrinsics)
-        pixel = Gaussians(
-            means=means.reshape(-1, 3),
-            log_scales=raw["log_scales"].reshape(-1, 3),
-            quats=raw["quats"].reshape(-1, 4),
-            opacity_logits=raw["opacity_logits"].reshape(-1),
-            sh=raw["sh"].reshape(-1, *raw["sh"].shape[-2:]),
-            semantic=raw["semantic"].reshape(-1, raw["semantic"].shape[-1]),
-            batch_index=torch.arange(b, device=images.device).repeat_interleave(s * h * w),
-        )
+        raw = self.gaussian_head.raw_parameters(tokens_list, images, sem_features, patch_start, chunk)
         do_voxelize = self.config.voxel.enabled if voxelize is None else voxelize
-        gaussians = self._voxelize(pixel, raw["confidence"].reshape(-1)) if do_voxelize else pixel
+        pixel, gaussians = run_checkpointed(
+            "gaussians" in self.checkpointed, self._gaussians, raw, images, depth, extrinsics, intrinsics, do_voxelize
+        )
         return FF3ROutput(
             pose_enc_list=pose_enc_list,
             extrinsics=extrinsics,
@@ -206,6 +214,30 @@ class FF3R(nn.Module):
             num_pixel_gaussians=len(pixel),
             pixel_gaussians=pixel if keep_pixel_gaussians else None,
         )
+
+    def _gaussians(
+        self,
+        raw: Float[Tensor, "b s h w d"],
+        images: Float[Tensor, "b s 3 h w"],
+        depth: Float[Tensor, "b s h w"],
+        extrinsics: Float[Tensor, "b s 3 4"],
+        intrinsics: Float[Tensor, "b s 3 3"],
+        voxelize: bool,
+    ) -> tuple[Gaussians, Gaussians]:
+        """Pixel-aligned Gaussians (the depth unprojected with the predicted cameras) and what the scene keeps:
+        their semantic-aware voxelization, or themselves."""
+        b, s, _, h, w = images.shape
+        params = self.gaussian_head.activate(raw, images, depth, intrinsics)
+        pixel = Gaussians(
+            means=unproject_depth(depth, extrinsics, intrinsics).reshape(-1, 3),
+            log_scales=params["log_scales"].reshape(-1, 3),
+            quats=params["quats"].reshape(-1, 4),
+            opacity_logits=params["opacity_logits"].reshape(-1),
+            sh=params["sh"].reshape(-1, *params["sh"].shape[-2:]),
+            semantic=params["semantic"].reshape(-1, params["semantic"].shape[-1]),
+            batch_index=torch.arange(b, device=images.device).repeat_interleave(s * h * w),
+        )
+        return pixel, self._voxelize(pixel, params["confidence"].reshape(-1)) if voxelize else pixel
 
     def _voxelize(self, pixel: Gaussians, confidence: Float[Tensor, "n"]) -> Gaussians:
         """Semantic-aware voxelization (Eq. 5-8) of the pixel-aligned Gaussians, in float32."""

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
+from ff3r_ns.network.checkpointing import run_checkpointed
 from ff3r_ns.network.dpt import DPTHead
 
 SH_C0 = 0.28209479177387814
@@ -84,6 +85,8 @@ class GaussianHead(nn.Module):
         nn.init.normal_(self.out[-1].weight, std=1e-3)
         nn.init.zeros_(self.out[-1].bias)
         self.semantic_proj = nn.Conv2d(semantic_dim, lseg_dim, 1)
+        self.checkpointing = False
+        """Recompute each chunk of views in the backward pass; only the chunk's raw parameters are kept."""
 
     def forward(
         self,
@@ -95,24 +98,55 @@ class GaussianHead(nn.Module):
         intrinsics: Float[Tensor, "b s 3 3"],
         frames_chunk_size: int = 8,
     ) -> dict[str, Tensor]:
-        """Raw per-pixel Gaussian parameters, frames processed in chunks so memory grows gently.
+        """Per-pixel Gaussian parameters: `raw_parameters`, then `activate`."""
+        raw = self.raw_parameters(tokens_list, images, semantic_features, patch_start_idx, frames_chunk_size)
+        return self.activate(raw, images, depth, intrinsics)
+
+    def raw_parameters(
+        self,
+        tokens_list: list[Tensor],
+        images: Float[Tensor, "b s 3 h w"],
+        semantic_features: Float[Tensor, "b s c hs ws"],
+        patch_start_idx: int,
+        frames_chunk_size: int = 8,
+    ) -> Float[Tensor, "b s h w d"]:
+        """The output layer's channels per pixel (float32), frames processed in chunks so memory grows gently."""
+        s = images.shape[1]
+        step = frames_chunk_size or s
+        chunks = [
+            run_checkpointed(
+                self.checkpointing, self._chunk, tokens_list, images, semantic_features, patch_start_idx, start,
+                min(start + step, s),
+            )  # fmt: skip
+            for start in range(0, s, step)
+        ]
+        return torch.cat(chunks, dim=1).permute(0, 1, 3, 4, 2).float()
+
+    def _chunk(self, tokens_list, images, semantic_features, patch_start_idx: int, start: int, end: int) -> Tensor:
+        b, _, _, h, w = images.shape
+        frames = slice(start, end)
+        feats = self.dpt([t[:, frames] for t in tokens_list], images[:, frames], patch_start_idx, None)
+        n = feats.shape[0] * feats.shape[1]
+        rgb = images[:, frames].reshape(n, 3, h, w)
+        # A 1x1 conv commutes with bilinear upsampling, so reduce channels before upsampling.
+        sem = self.semantic_skip(semantic_features[:, frames].reshape(n, *semantic_features.shape[2:]))
+        sem = F.interpolate(sem, size=(h, w), mode="bilinear", align_corners=False)
+        x = torch.cat([feats.reshape(n, -1, h, w), self.rgb_skip(rgb), sem.to(feats.dtype)], dim=1)
+        return self.out(x).reshape(b, end - start, sum(self.split_sizes), h, w)
+
+    def activate(
+        self,
+        raw: Float[Tensor, "b s h w d"],
+        images: Float[Tensor, "b s 3 h w"],
+        depth: Float[Tensor, "b s h w"],
+        intrinsics: Float[Tensor, "b s 3 3"],
+    ) -> dict[str, Tensor]:
+        """Raw channels to Gaussian parameters.
 
         Returns a dict of [b, s, h, w, ...] tensors: ``log_scales`` (3), ``quats`` (4, wxyz),
         ``opacity_logits`` (scalar), ``sh`` (k, 3), ``confidence`` (scalar logit), ``semantic`` (f).
         """
         b, s, _, h, w = images.shape
-        chunks = []
-        for start in range(0, s, frames_chunk_size or s):
-            frames = slice(start, min(start + (frames_chunk_size or s), s))
-            feats = self.dpt([t[:, frames] for t in tokens_list], images[:, frames], patch_start_idx, None)
-            n = feats.shape[0] * feats.shape[1]
-            rgb = images[:, frames].reshape(n, 3, h, w)
-            # A 1x1 conv commutes with bilinear upsampling, so reduce channels before upsampling.
-            sem = self.semantic_skip(semantic_features[:, frames].reshape(n, *semantic_features.shape[2:]))
-            sem = F.interpolate(sem, size=(h, w), mode="bilinear", align_corners=False)
-            x = torch.cat([feats.reshape(n, -1, h, w), self.rgb_skip(rgb), sem.to(feats.dtype)], dim=1)
-            chunks.append(self.out(x).reshape(b, -1, sum(self.split_sizes), h, w))
-        raw = torch.cat(chunks, dim=1).permute(0, 1, 3, 4, 2).float()
         scale, rot, opacity, sh, conf, semantic = torch.split(raw, self.split_sizes, dim=-1)
 
         # Size in units of the pixel footprint (depth / focal), so that Gaussians tile the image at any depth.

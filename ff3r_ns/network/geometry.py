@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
+from ff3r_ns.network.checkpointing import run_checkpointed
 from ff3r_ns.network.transformer import Block, RopeTables, RotaryEmbedding2D
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -85,6 +85,8 @@ class DinoV2(nn.Module):
             Block(embed_dim, num_heads, mlp_ratio, init_values=init_values, norm_eps=1e-6) for _ in range(depth)
         )
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.checkpointing = False
+        """Recompute each block in the backward pass instead of keeping its activations."""
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -120,7 +122,7 @@ class DinoV2(nn.Module):
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(n, -1, -1)
         x = torch.cat((cls.to(patches.dtype), self.register_tokens.expand(n, -1, -1).to(patches.dtype), patches), 1)
         for block in self.blocks:
-            x = block(x)
+            x = run_checkpointed(self.checkpointing, block, x)
         return self.norm(x[:, 1 + self.num_register_tokens :])
 
 
@@ -146,7 +148,6 @@ class GeometryEncoder(nn.Module):
         init_values: LayerScale initial value of the alternating blocks.
         patch_embed_depth: DINOv2 blocks (24 for ViT-L).
         patch_embed_num_heads: DINOv2 attention heads (16 for ViT-L).
-        use_checkpoint: Recompute blocks in the backward pass while training (saves activation memory).
     """
 
     def __init__(
@@ -163,13 +164,13 @@ class GeometryEncoder(nn.Module):
         init_values: float = 0.01,
         patch_embed_depth: int = 24,
         patch_embed_num_heads: int = 16,
-        use_checkpoint: bool = False,
     ) -> None:
         super().__init__()
         self.patch_size = patch_size
         self.embed_dim = embed_dim
         self.depth = depth
-        self.use_checkpoint = use_checkpoint
+        self.checkpointing = False
+        """Recompute each frame/global block pair in the backward pass; only its input tokens are kept."""
         self.patch_embed = DinoV2(
             img_size, patch_size, embed_dim, patch_embed_depth, patch_embed_num_heads, mlp_ratio, num_register_tokens
         )
@@ -192,10 +193,12 @@ class GeometryEncoder(nn.Module):
         per_view = torch.cat((tokens[:, :1], tokens[:, 1:].expand(-1, s - 1, -1, -1)), dim=1)
         return per_view.expand(b, -1, -1, -1).reshape(b * s, *tokens.shape[2:])
 
-    def _run(self, block: Block, x: Tensor, rope: RopeTables | None) -> Tensor:
-        if self.use_checkpoint and self.training and torch.is_grad_enabled():
-            return checkpoint(block, x, rope, use_reentrant=False)
-        return block(x, rope)
+    def _pair(self, i: int, tokens: Tensor, rope: RopeTables | None) -> tuple[Tensor, Tensor]:
+        """Block pair i: frame attention within each view, then global attention over all views."""
+        b, s, p, c = tokens.shape
+        frame_out = self.frame_blocks[i](tokens.view(b * s, p, c), rope).view(b, s, p, c)
+        global_out = self.global_blocks[i](frame_out.view(b, s * p, c), rope).view(b, s, p, c)
+        return frame_out, global_out
 
     def forward(
         self, images: Float[Tensor, "b s 3 h w"], keep_layers: Sequence[int]
@@ -227,13 +230,12 @@ class GeometryEncoder(nn.Module):
         images = (images - self._mean) / self._std
         patches = self.patch_embed(images.reshape(b * s, 3, h, w))
         tokens = torch.cat((self._special_tokens(b, s).to(patches.dtype), patches), dim=1)
-        p, c = tokens.shape[1:]
+        tokens = tokens.view(b, s, *tokens.shape[1:])
         rope = None if self.rope is None else self.rope(grid_h, grid_w, self.patch_start_idx, images.device)
 
         kept: dict[int, Tensor] = {}
         for i in range(max(keep_layers) + 1):
-            frame_out = self._run(self.frame_blocks[i], tokens.view(b * s, p, c), rope)
-            tokens = self._run(self.global_blocks[i], frame_out.view(b, s * p, c), rope)
+            frame_out, tokens = run_checkpointed(self.checkpointing, self._pair, i, tokens, rope)
             if i in keep_layers:
-                kept[i] = torch.cat((frame_out.view(b, s, p, c), tokens.view(b, s, p, c)), dim=-1)
+                kept[i] = torch.cat((frame_out, tokens), dim=-1)
         return [kept[i] for i in keep_layers], self.patch_start_idx

@@ -35,6 +35,7 @@ from open_clip.pretrained import download_pretrained_from_hf
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
+from ff3r_ns.network.checkpointing import run_checkpointed
 from ff3r_ns.network.state_dicts import StateSource, read_state_dict
 
 LSEG_UNUSED_KEYS: tuple[str, ...] = (
@@ -210,6 +211,8 @@ class LSegImageEncoder(nn.Module):
         )
         self.refine = nn.ModuleList(FusionBlockBN(features, has_skip=i < 3) for i in range(4))
         self.head = nn.Conv2d(features, out_dim, kernel_size=1)
+        self.checkpointing = False
+        """Recompute each ViT block in the backward pass (only matters while the encoder trains)."""
 
     def position_embedding(self, grid_h: int, grid_w: int) -> Float[Tensor, "1 1+p d"]:
         """Learned positions (class + patches) for a grid_h x grid_w patch grid, resized as LSeg does."""
@@ -241,7 +244,7 @@ class LSegImageEncoder(nn.Module):
         x = torch.cat((self.vit.cls_token.expand(n, -1, -1), x), dim=1) + self.position_embedding(*grid)
         hooked = []
         for i, block in enumerate(self.vit.blocks):
-            x = block(x)
+            x = run_checkpointed(self.checkpointing, block, x)
             if i in self.hooks:
                 hooked.append(x)
         # Normalized tokens keep the fusion's keys and values on a fixed scale whatever the residual stream does.

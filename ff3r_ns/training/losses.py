@@ -19,6 +19,9 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
+from ff3r_ns.network.checkpointing import run_checkpointed
+from ff3r_ns.network.weights import WeightsUnavailable
+
 LPIPS_BACKBONES = {
     "alex": ("alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"),
     "vgg": ("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth"),
@@ -49,11 +52,14 @@ def rgb_loss(
     gt: Float[Tensor, "*batch 3 h w"],
     lpips_fn: Optional[lpips.LPIPS],
     lpips_weight: float,
+    checkpoint_chunk: Optional[int] = None,
 ) -> Float[Tensor, ""]:
     """``L_rgb`` of Eq. 9: mean absolute error plus ``lpips_weight`` times the mean LPIPS.
 
     Images are in ``[0, 1]`` (LPIPS is called with ``normalize=True``). ``lpips_fn`` (see
-    :func:`make_lpips`) is only used when ``lpips_weight > 0``.
+    :func:`make_lpips`) is only used when ``lpips_weight > 0``. ``checkpoint_chunk``: LPIPS runs on that many
+    images at a time, each chunk recomputed in the backward pass instead of keeping the backbone's activations
+    (the same value and gradient, to float rounding).
     """
     if pred.shape != gt.shape or pred.ndim < 3 or pred.shape[-3] != 3:
         raise ValueError(
@@ -68,18 +74,30 @@ def rgb_loss(
                 "(it needs the backbone's ImageNet weights) or set the LPIPS weight to 0"
             )
         flat_pred, flat_gt = pred.reshape(-1, *pred.shape[-3:]), gt.reshape(-1, *gt.shape[-3:])
-        loss = loss + lpips_weight * lpips_fn(flat_pred, flat_gt, normalize=True).mean()
+
+        def lpips_sum(p: Tensor, g: Tensor) -> Tensor:
+            return lpips_fn(p, g, normalize=True).sum()
+
+        step = checkpoint_chunk or len(flat_pred)
+        total = sum(
+            run_checkpointed(checkpoint_chunk is not None, lpips_sum, flat_pred[i : i + step], flat_gt[i : i + step])
+            for i in range(0, len(flat_pred), step)
+        )
+        loss = loss + lpips_weight * total / len(flat_pred)
     return loss
 
 
 def feature_loss(
-    pred: Float[Tensor, "b v f h w"], teacher: Float[Tensor, "b v f ht wt"]
+    pred: Float[Tensor, "b v f h w"],
+    teacher: Float[Tensor, "b v f ht wt"],
+    checkpoint_chunk: Optional[int] = None,
 ) -> Float[Tensor, ""]:
     """``L_feat`` of Eq. 10: mean over pixels of ``1 - cos(rendered feature, teacher feature)``.
 
     The teacher map is resized (bilinear, ``align_corners=False``) to the rendered resolution, so the
     loss is taken where the renderer predicts and the rendered features' gradient is untouched. The
-    teacher is a target: no gradient reaches it.
+    teacher is a target: no gradient reaches it. ``checkpoint_chunk``: that many views at a time, each chunk
+    recomputed in the backward pass (the same value and gradient, to float rounding).
     """
     if pred.ndim != 5 or teacher.ndim != 5 or pred.shape[:3] != teacher.shape[:3]:
         raise ValueError(
@@ -87,11 +105,20 @@ def feature_loss(
             f"got {list(pred.shape)} and {list(teacher.shape)}"
         )
     b, v, f, h, w = pred.shape
-    teacher = teacher.detach().flatten(0, 1)
-    if tuple(teacher.shape[-2:]) != (h, w):
-        teacher = F.interpolate(teacher, size=(h, w), mode="bilinear", align_corners=False)
-    # Eq. 10: 1 - F_hat . F / (||F_hat|| ||F||).
-    return (1 - F.cosine_similarity(pred.flatten(0, 1), teacher, dim=1)).mean()
+    pred, teacher = pred.flatten(0, 1), teacher.detach().flatten(0, 1)
+
+    def distance_sum(p: Tensor, t: Tensor) -> Tensor:
+        if tuple(t.shape[-2:]) != (h, w):
+            t = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)
+        # Eq. 10: 1 - F_hat . F / (||F_hat|| ||F||).
+        return (1 - F.cosine_similarity(p, t, dim=1)).sum()
+
+    step = checkpoint_chunk or len(pred)
+    total = sum(
+        run_checkpointed(checkpoint_chunk is not None, distance_sum, pred[i : i + step], teacher[i : i + step])
+        for i in range(0, len(pred), step)
+    )
+    return total / (len(pred) * h * w)
 
 
 def pose_distillation_loss(
@@ -163,6 +190,26 @@ def depth_distillation_loss(
     return (per_view * has_pixels).sum() / has_pixels.sum().clamp(min=1)
 
 
+def lpips_backbone_file(weights_path: Union[str, Path, None] = None, net: Literal["alex", "vgg"] = "vgg") -> Path:
+    """The torchvision checkpoint of LPIPS's backbone: ``weights_path``, or torchvision's cache when ``None``.
+
+    Raises:
+        WeightsUnavailable: no such file; the message says which file to get and where to put it.
+    """
+    if net not in LPIPS_BACKBONES:
+        raise ValueError(f'net must be "alex" or "vgg", got {net!r}')
+    file_name, url = LPIPS_BACKBONES[net]
+    default_path = Path(torch.hub.get_dir()) / "checkpoints" / file_name
+    path = Path(weights_path) if weights_path is not None else default_path
+    if not path.is_file():
+        raise WeightsUnavailable(
+            f"LPIPS ({net}) needs the ImageNet backbone weights {file_name}, not found at {path}. Download "
+            f"{url} and put it at {default_path} (or pass its path: ns-train --pipeline.model.lpips-weights PATH), or set the "
+            "LPIPS loss weight to 0 to train without LPIPS (--pipeline.model.loss.lpips 0)."
+        )
+    return path
+
+
 def make_lpips(weights_path: Union[str, Path, None] = None, net: Literal["alex", "vgg"] = "vgg") -> lpips.LPIPS:
     """A frozen LPIPS network (eval mode) built from local files only.
 
@@ -175,18 +222,7 @@ def make_lpips(weights_path: Union[str, Path, None] = None, net: Literal["alex",
         FileNotFoundError: no backbone checkpoint; the message says which file to get and where to put it.
         ValueError: the checkpoint is not a torchvision checkpoint of ``net``.
     """
-    if net not in LPIPS_BACKBONES:
-        raise ValueError(f'net must be "alex" or "vgg", got {net!r}')
-    file_name, url = LPIPS_BACKBONES[net]
-    default_path = Path(torch.hub.get_dir()) / "checkpoints" / file_name
-    path = Path(weights_path) if weights_path is not None else default_path
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"LPIPS ({net}) needs the ImageNet backbone weights {file_name}, not found at {path}. Download "
-            f"{url} and put it at {default_path} (or pass its path as the LPIPS weights path), or set the "
-            "LPIPS loss weight to 0 to train without LPIPS."
-        )
-
+    path = lpips_backbone_file(weights_path, net)
     state = torch.load(path, map_location="cpu", weights_only=True)
     features = {key.removeprefix("features."): value for key, value in state.items() if key.startswith("features.")}
     if not features:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from ff3r_ns.network.checkpointing import run_checkpointed
 from ff3r_ns.network.cameras import project_points, scale_intrinsics, to_4x4, unproject_depth, w2c_to_c2w
 
 ALL_PAIRS_MAX_VIEWS = 4
@@ -228,6 +229,7 @@ def feature_warping_loss(
     num_pairs: Optional[int] = None,
     generator: Optional[torch.Generator] = None,
     depth_rel_tol: float = 0.05,
+    checkpoint_chunk: Optional[int] = None,
 ) -> Float[Tensor, ""]:
     """``L_warp`` of Eq. 4: ``sum_{(t, c) in P} L_dist(t, c) + L_dist(c, t)``, averaged over the batch.
 
@@ -240,6 +242,8 @@ def feature_warping_loss(
         depths: predicted z-depth maps. [b, v, hd, wd]
         extrinsics: OpenCV world-to-camera extrinsics. [b, v, 3 or 4, 4]
         intrinsics: intrinsics in pixels of the depth maps. [b, v, 3, 3]
+        checkpoint_chunk: warp that many directed pairs at a time, each chunk recomputed in the backward pass
+            instead of keeping its gathered and warped maps (the same value and gradient, to float rounding).
     """
     if features.ndim != 5:
         raise ValueError(f"features must have shape [b, v, f, h, w], got {list(features.shape)}")
@@ -255,19 +259,29 @@ def feature_warping_loss(
     c_index = torch.cat([index[..., 1], index[..., 0]], dim=1)
     rows = torch.arange(b, device=features.device)[:, None]
 
-    def gather(x: Tensor, views: Tensor) -> Tensor:
-        return x[rows, views].flatten(0, 1)
+    def distances(t_views: Tensor, c_views: Tensor) -> Tensor:
+        def gather(x: Tensor, views: Tensor) -> Tensor:
+            return x[rows, views].flatten(0, 1)
 
-    distances = feature_warp_distance(
-        gather(features, t_index),
-        gather(features, c_index),
-        gather(depths, t_index),
-        gather(intrinsics, t_index),
-        gather(intrinsics, c_index),
-        gather(extrinsics, t_index),
-        gather(extrinsics, c_index),
-        depth_c=gather(depths, c_index),
-        depth_rel_tol=depth_rel_tol,
+        return feature_warp_distance(
+            gather(features, t_views),
+            gather(features, c_views),
+            gather(depths, t_views),
+            gather(intrinsics, t_views),
+            gather(intrinsics, c_views),
+            gather(extrinsics, t_views),
+            gather(extrinsics, c_views),
+            depth_c=gather(depths, c_views),
+            depth_rel_tol=depth_rel_tol,
+        ).reshape(b, -1)
+
+    step = checkpoint_chunk or t_index.shape[1]
+    per_pair = torch.cat(
+        [
+            run_checkpointed(checkpoint_chunk is not None, distances, t_index[:, i : i + step], c_index[:, i : i + step])
+            for i in range(0, t_index.shape[1], step)
+        ],
+        dim=1,
     )
     # Eq. 4: sum over pairs and both directions.
-    return distances.reshape(b, -1).sum(dim=1).mean()
+    return per_pair.sum(dim=1).mean()
