@@ -1,4 +1,5 @@
-"""ff3r-train on two processes (DDP, gloo, CPU) takes the step of one process on the same four scenes.
+"""ff3r-train on two processes (DDP, gloo, CPU) takes the step of one process on the same four scenes, and a run
+resumed from a checkpoint continues on every rank as the uninterrupted one.
 
 Every term of Eq. 13 is a mean with equal weight per scene (L_d per view, L_warp per scene, the others per
 pixel or per view), so the gradient that DDP averages over 2 ranks x 2 scenes is the gradient of one process on
@@ -23,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ff3r_ns.data.synthetic import RoomConfig, write_scene
 from ff3r_ns.ns.reconstruct import SHIPPED_WEIGHTS
-from ff3r_ns.ns.train import FF3RTrainer
+from ff3r_ns.ns.train import FF3RTrainer, latest_checkpoint
 from ff3r_ns.training.teachers import TrainBatch
 
 SIZE = 56
@@ -46,7 +47,7 @@ def scenes(tmp_path_factory) -> tuple[Path, Path]:
     datamanager.scenes_per_batch, datamanager.prefetch = SCENES, 0
     datamanager.sampling.max_views, datamanager.sampling.random_num_views = VIEWS, False
     manager = datamanager.setup()
-    batch = manager.load(*manager.draw())
+    batch = manager.load(*manager.draw(0))
     assert batch.images.shape[:2] == (SCENES, VIEWS)
     path = root / "batch.pt"
     torch.save({f.name: getattr(batch, f.name) for f in fields(TrainBatch)}, path)
@@ -199,3 +200,69 @@ def test_two_ranks_take_the_step_of_one_process(scenes, tmp_path):
     entries = sum(updates[1][k].numel() for k in trained)
     print(f"update of {STEPS} steps: relative error {overall:.1e}, {apart} of {entries} entries more than lr / 10 apart")
     assert overall < 1e-2 and apart < 1e-4 * entries, (overall, apart)
+
+
+RESUME_STEPS = 4
+"""Steps before the interruption and after it; the straight run takes twice as many."""
+
+
+def run_training(rank: int, world_size: int, rooms: Path, out: Path, port: int, name: str, steps: int, load_dir) -> None:
+    """ff3r-train on this rank as ns-train runs it (trainer.train(), rank 0 saving), each draw written down."""
+    torch.set_num_threads(1)
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size, timeout=timedelta(seconds=120))
+    base_pipeline.DDP = CpuDDP  # as in run_steps
+    base_pipeline.dist = types.SimpleNamespace(barrier=lambda device_ids=None: dist.barrier())
+    try:
+        config = tiny_config(rooms, out, steps, name)
+        config.pipeline.model.train_semantic_encoder = False  # BatchNorm is synchronised across GPU ranks only
+        config.steps_per_save = steps
+        config.load_dir = load_dir
+        if rank == 0:
+            config.save_config()
+        torch.manual_seed(config.machine.seed + rank)
+        trainer = config.setup(local_rank=rank, world_size=world_size)
+        trainer.setup()
+        manager = trainer.pipeline.datamanager
+        draws, draw = {}, manager.draw
+
+        def recorded(step: int):
+            draws[step] = picks = draw(step)
+            return picks
+
+        manager.draw = recorded
+        trainer.train()
+        network = trainer.pipeline.model.network
+        torch.save({"draws": draws, "final": network.state_dict()}, out / f"{name}-rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_resume_draws_and_trains_as_the_uninterrupted_run_on_every_rank(scenes, tmp_path):
+    """4 steps, a save, a resumed run of 4 more (every rank restoring rank 0's checkpoint) == 8 steps straight."""
+    rooms, _ = scenes
+    spawn = lambda name, steps, load_dir=None: mp.spawn(  # noqa: E731
+        run_training, args=(WORLD_SIZE, rooms, tmp_path, free_port(), name, steps, load_dir), nprocs=WORLD_SIZE
+    )
+    spawn("straight", 2 * RESUME_STEPS)
+    spawn("first", RESUME_STEPS)
+    first = tmp_path / "tiny" / "ff3r-train" / "first"
+    spawn("resumed", RESUME_STEPS, first / "nerfstudio_models")
+    runs = {name: [torch.load(tmp_path / f"{name}-rank{r}.pt", weights_only=False) for r in range(WORLD_SIZE)] for name in ("straight", "first", "resumed")}
+
+    later = range(RESUME_STEPS, 2 * RESUME_STEPS)
+    for rank in range(WORLD_SIZE):
+        straight, first_run, resumed = (runs[name][rank]["draws"] for name in ("straight", "first", "resumed"))
+        assert all(first_run[step] == straight[step] for step in range(RESUME_STEPS)), rank
+        assert all(resumed[step] == straight[step] for step in later), rank  # rank 1 too: not rank 0's draws
+    for name, steps in (("first", range(RESUME_STEPS)), ("resumed", later)):
+        assert [runs[name][0]["draws"][s] for s in steps] != [runs[name][1]["draws"][s] for s in steps], name
+
+    # The same weights, bit for bit, on both ranks and in the uninterrupted run; and the run did train.
+    straight, resumed, halfway = runs["straight"][0]["final"], runs["resumed"], runs["first"][0]["final"]
+    assert any(not torch.equal(halfway[k], v) for k, v in straight.items())
+    for key, value in straight.items():
+        assert torch.equal(resumed[0]["final"][key], value) and torch.equal(resumed[1]["final"][key], value), key
+    saved = torch.load(latest_checkpoint(tmp_path / "tiny" / "ff3r-train" / "resumed"), weights_only=True)
+    assert saved["step"] == 2 * RESUME_STEPS - 1

@@ -2,13 +2,14 @@
 
 Each step draws ``scenes_per_batch`` scenes and, in each, a context set with the paper's sequential sampling
 (:func:`ff3r_ns.data.sampling.sample_training_views`, Appendix A), loaded by :func:`ff3r_ns.data.views.load_views`
-in worker threads ahead of use. The sampler is seeded by rank (multi-GPU runs draw different scenes) and its
-RNG state is checkpointed, so a resumed run draws what the uninterrupted one would.
+in worker threads ahead of use. Step ``t`` of rank ``r`` draws from its own generator, seeded by
+``(seed, r, t)``, and reseeds torch from the same triple: ranks draw different scenes, and a run resumed at step
+``t`` draws on every rank what the uninterrupted one would, with no sampler state to save (nerfstudio saves
+checkpoints from rank 0 only).
 """
 
 from __future__ import annotations
 
-import copy
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from nerfstudio.configs.dataparser_configs import AnnotatedDataParserUnion
 from nerfstudio.data.datamanagers.base_datamanager import DataManager, DataManagerConfig
 from nerfstudio.data.datasets.base_dataset import InputDataset
+from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 from torch.nn import Parameter
 
@@ -44,7 +46,8 @@ class FF3RTrainDataManagerConfig(DataManagerConfig):
     scenes_per_batch: int = 1
     """Scenes per step and GPU (the paper: 1); all get the same number of views."""
     seed: int = 0
-    """Seed of the sampler; rank r of a multi-GPU run uses (seed, r), so ranks draw different scenes."""
+    """Seed of the sampler: step t of rank r draws with the seed (seed, r, t), so ranks draw different scenes and a
+    resumed run draws what the uninterrupted one would."""
     load_depth: bool = True
     """Load depth maps where the scenes have them (the 'dataset' geometry teacher needs them)."""
     load_features: bool = True
@@ -62,10 +65,9 @@ class FF3RTrainDataManagerConfig(DataManagerConfig):
 
 
 class FF3RTrainDataManager(DataManager):
-    """Yields :class:`TrainBatch` es; the sampler's RNG state is this module's extra state (checkpointed).
+    """Yields :class:`TrainBatch` es, the sample of step ``t`` a function of (seed, rank, t) alone.
 
-    Samples are drawn in order in the main thread and loaded by worker threads; the checkpointed RNG state is
-    the one after the last sample *handed out*, so a resumed run draws exactly what the uninterrupted one would.
+    Samples are drawn in the main thread and loaded by worker threads, ``prefetch`` steps ahead.
     """
 
     config: FF3RTrainDataManagerConfig
@@ -99,13 +101,14 @@ class FF3RTrainDataManager(DataManager):
             raise ValueError(f"no scene with at least 2 views under {config.dataparser.data}")
         self.train_dataset = InputDataset(self.train_dataparser_outputs)
         self.eval_dataset = None
-        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else local_rank
-        self.rng = np.random.default_rng([config.seed, rank])
-        self._handed_out_state: Dict[str, Any] = copy.deepcopy(self.rng.bit_generator.state)
+        self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else local_rank
         self._pool = ThreadPoolExecutor(max_workers=max(1, config.num_workers), thread_name_prefix="ff3r-views")
-        self._queue: Deque[Tuple[Future, Dict[str, Any]]] = deque()
+        self._queue: Deque[Tuple[int, Future]] = deque()
+        """(step, loading sample) of the steps drawn ahead."""
         self._cache: Dict[Tuple[int, int], Views] = {}
         self._last_rays = 0
+        self.last_views = 0
+        """Views per scene of the last sample handed out."""
         super().__init__()
 
     def setup_train(self) -> None:
@@ -114,19 +117,20 @@ class FF3RTrainDataManager(DataManager):
     def setup_eval(self) -> None:
         """ff3r-train has no evaluation split (evaluate held-out scenes with scripts/evaluate_synthetic.py)."""
 
-    def draw(self) -> Tuple[List[Tuple[int, List[int]]], Tuple[int, ...]]:
-        """The next sample: (scene index, frame indices) per scene, and each scene's seed for its other choices."""
+    def draw(self, step: int) -> Tuple[List[Tuple[int, List[int]]], Tuple[int, ...]]:
+        """Step ``step``'s sample: (scene index, frame indices) per scene, and each scene's seed for its other choices."""
+        rng = np.random.default_rng([self.config.seed, self.rank, step])
         sampling = self.config.sampling
         if sampling.random_num_views:
-            num_views = int(self.rng.integers(sampling.min_views, sampling.max_views + 1))
+            num_views = int(rng.integers(sampling.min_views, sampling.max_views + 1))
         else:
             num_views = sampling.max_views
         fixed = replace(sampling, max_views=num_views, random_num_views=False)
         count = self.config.scenes_per_batch
-        chosen = self.rng.choice(len(self.scenes), size=count, replace=len(self.scenes) < count)
-        picks = [(int(i), sample_training_views(len(self.scenes[i]), fixed, self.rng)) for i in chosen]
+        chosen = rng.choice(len(self.scenes), size=count, replace=len(self.scenes) < count)
+        picks = [(int(i), sample_training_views(len(self.scenes[i]), fixed, rng)) for i in chosen]
         shortest = min(len(frames) for _, frames in picks)  # short scenes give fewer views
-        seeds = tuple(int(seed) for seed in self.rng.integers(2**31 - 1, size=len(picks)))
+        seeds = tuple(int(seed) for seed in rng.integers(2**31 - 1, size=len(picks)))
         return [(i, frames[:shortest]) for i, frames in picks], seeds
 
     def _views(self, scene_index: int, frames: List[int]) -> Views:
@@ -179,32 +183,31 @@ class FF3RTrainDataManager(DataManager):
         )
 
     def next_train(self, step: int) -> TrainBatch:  # type: ignore[override]
-        """The next training sample, on the training device."""
-        while len(self._queue) < self.config.prefetch + 1:
-            picks, seeds = self.draw()
-            self._queue.append((self._pool.submit(self.load, picks, seeds), copy.deepcopy(self.rng.bit_generator.state)))
-        future, state = self._queue.popleft()
-        self._handed_out_state = state
+        """Step ``step``'s training sample, on the training device; torch is reseeded from (seed, rank, step)."""
+        if self._queue and self._queue[0][0] != step:  # a jump (a resume, a test's own steps): drop what was drawn
+            for _, future in self._queue:
+                future.cancel()
+            self._queue.clear()
+        for ahead in range(len(self._queue), self.config.prefetch + 1):
+            self._queue.append((step + ahead, self._pool.submit(self.load, *self.draw(step + ahead))))
+        _, future = self._queue.popleft()
+        torch.manual_seed(int(np.random.SeedSequence([self.config.seed, self.rank, step]).generate_state(1)[0]))
         self.train_count += 1
         batch = future.result().to(self.device)
+        self.last_views = batch.images.shape[1]
         self._last_rays = batch.images.shape[0] * batch.images.shape[1] * batch.images.shape[3] * batch.images.shape[4]
         return batch
 
     def get_extra_state(self) -> Dict[str, Any]:
-        state: Dict[str, Any] = {"sampler": copy.deepcopy(self._handed_out_state), "torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            state["cuda"] = torch.cuda.get_rng_state_all()
-        return state
+        """The sampler's seed; samples depend on (seed, rank, step) alone, so there is no RNG state to save."""
+        return {"seed": self.config.seed}
 
     def set_extra_state(self, state: Dict[str, Any]) -> None:
-        for future, _ in self._queue:
-            future.cancel()
-        self._queue.clear()
-        self.rng.bit_generator.state = copy.deepcopy(state["sampler"])
-        self._handed_out_state = copy.deepcopy(state["sampler"])
-        torch.set_rng_state(state["torch"])
-        if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(state["cuda"])
+        if "seed" in state and state["seed"] != self.config.seed:
+            CONSOLE.print(
+                f"[yellow]ff3r-train: the checkpoint was trained with sampler seed {state['seed']}, this run has "
+                f"{self.config.seed}: from here on it draws other samples than the interrupted run would have"
+            )
 
     def next_eval(self, step: int):
         raise NotImplementedError("ff3r-train has no evaluation split; use scripts/evaluate_synthetic.py")
