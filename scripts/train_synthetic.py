@@ -63,6 +63,9 @@ def build_config(args: argparse.Namespace):
     config.machine.device_type = args.device  # --machine.device-type
     config.machine.seed = args.seed  # --machine.seed
     config.logging.steps_per_log = 25  # --logging.steps-per-log
+    # The rooms carry ground-truth poses and depth and a stand-in 2D teacher's features: no VGGT or LSeg weights.
+    config.pipeline.geometry_teacher = "dataset"  # --pipeline.geometry-teacher dataset
+    config.pipeline.semantic_teacher = "dataset"  # --pipeline.semantic-teacher dataset
     datamanager = config.pipeline.datamanager
     datamanager.scenes_per_batch = args.scenes_per_batch  # --pipeline.datamanager.scenes-per-batch
     datamanager.sampling.image_size = args.size  # --pipeline.datamanager.sampling.image-size

@@ -39,6 +39,7 @@ def tiny_config(data: Path, out: Path, steps: int, name: str):
     config.max_num_iterations = steps
     config.logging.local_writer.enable = False
     config.pipeline.model.preset = "tiny"
+    config.pipeline.geometry_teacher = config.pipeline.semantic_teacher = "dataset"  # no VGGT or LSeg weights here
     config.pipeline.model.loss = LossWeights(lpips=0.0)  # no LPIPS backbone on the CPU machines
     sampling = config.pipeline.datamanager.sampling
     sampling.image_size, sampling.min_views, sampling.max_views = SIZE, 2, 3
@@ -80,7 +81,6 @@ def test_training_lowers_the_loss_and_resumes_bit_identically(rooms, tmp_path, o
     assert a["step"] == b["step"] == 5
     network = [key for key in a["pipeline"] if key.startswith("_model.network.")]
     assert network and all(torch.equal(a["pipeline"][key], b["pipeline"][key]) for key in a["pipeline"] if key in network)
-    assert a["pipeline"]["datamanager._extra_state"]["sampler"] == b["pipeline"]["datamanager._extra_state"]["sampler"]
     for group in ("heads", "backbone"):
         for x, y in zip(a["optimizers"][group]["state"].values(), b["optimizers"][group]["state"].values()):
             assert all(torch.equal(x[k], y[k]) for k in ("exp_avg", "exp_avg_sq"))
@@ -200,7 +200,7 @@ def test_datamanager_samples_scene_batches_differently_per_rank(rooms):
 
     rank0, again, rank1 = make(0), make(0), make(1)
     assert len(rank0.scenes) == 2
-    draws = [[dm.draw() for _ in range(4)] for dm in (rank0, again, rank1)]
+    draws = [[dm.draw(step) for step in range(4)] for dm in (rank0, again, rank1)]
     assert draws[0] == draws[1] and draws[0] != draws[2]
     batch = rank0.next_train(0)
     b, s = batch.images.shape[:2]
@@ -227,3 +227,45 @@ def test_config_yml_of_runs_saved_before_the_split_loads():
     loaded = yaml.load(text, Loader=yaml.Loader)  # as nerfstudio reads config.yml
     assert isinstance(loaded.pipeline.datamanager, FF3RTrainDataManagerConfig)
     assert loaded == config
+
+
+def test_the_default_run_is_annotation_free_and_missing_weights_end_it_at_once(tmp_path, capsys):
+    """ns-train ff3r-train distills VGGT-1B and LSeg by default; without their weights (or LPIPS's backbone) it
+    exits 2 before reading any scene, leaves no run folder, and says which files to get and which flags do without."""
+    pipeline = ff3r_train_method.config.pipeline
+    assert (pipeline.geometry_teacher, pipeline.semantic_teacher) == ("vggt", "lseg")
+    config = copy.deepcopy(ff3r_train_method.config)
+    config.data = config.pipeline.datamanager.data = tmp_path / "no-such-scenes"  # never read: the check comes first
+    config.machine.device_type = "cpu"
+    config.output_dir, config.timestamp = tmp_path / "out", "missing"
+    config.pipeline.vggt_teacher_weights = str(tmp_path / "VGGT-1B")
+    config.pipeline.model.lpips_weights = tmp_path / "vgg16.pth"
+    config.save_config()
+    with pytest.raises(SystemExit) as exit_info:
+        config.setup(local_rank=0, world_size=1).setup()
+    assert exit_info.value.code == 2
+    assert not config.get_base_dir().exists()
+    message = " ".join(capsys.readouterr().out.split()).split("ns-train ff3r-train:", 1)[1]
+    for needed in (
+        "model.safetensors", "facebook/VGGT-1B", "--pipeline.vggt-teacher-weights",
+        "demo_e200.ckpt", "github.com/isl-org/lang-seg", "--pipeline.model.lseg-weights",
+        "vgg16-397923af.pth", "--pipeline.model.loss.lpips 0",
+        "--pipeline.geometry-teacher dataset --pipeline.semantic-teacher dataset",
+    ):  # fmt: skip
+        assert needed in message, needed
+    assert "no-such-scenes" not in message
+
+
+def test_out_of_memory_advice_says_what_would_fit():
+    from ff3r_ns.ns.train import out_of_memory_advice, requested_bytes
+
+    gib = 2**30
+    message = "CUDA out of memory. Tried to allocate 2.50 GiB. GPU 0 has a total capacity of 79.19 GiB"
+    assert requested_bytes(message) == int(2.5 * gib) and requested_bytes("no size") == 0
+    # 20 GiB static, a 16-view step failing past 70 GiB on an 80 GiB card: (80 - 20) / (70 - 20) * 16 = 19.2.
+    advice = out_of_memory_advice(16, 20 * gib, 70 * gib, 80 * gib, checkpointing=False)
+    assert "16 views" in advice and "70.0 GiB" in advice and "80.0 GiB" in advice
+    assert "At most 19 views" in advice and "--pipeline.datamanager.sampling.max-views 19" in advice
+    assert "--pipeline.model.activation-checkpointing True" in advice
+    advice = out_of_memory_advice(2, 70 * gib, 90 * gib, 80 * gib, checkpointing=True)
+    assert "Not even 2 views fit" in advice and "activation-checkpointing" not in advice
