@@ -130,3 +130,19 @@ def test_checkpointing_asked_for_on_the_cpu_says_it_only_saves_memory(capsys):
     model = config.setup(scene_box=box, num_train_data=1, device="cpu")
     assert model.checkpointing
     assert "activation checkpointing on the CPU" in capsys.readouterr().out.replace("\n", " ")
+
+
+def test_a_frozen_semantic_encoder_keeps_no_activations(views):
+    """With LSeg's weights the encoder is frozen: it runs under no_grad, so its outputs hold no graph and autograd
+    saves nothing for it (the VGGT teacher's forward is no_grad as well)."""
+    box = SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3]))
+    frozen = FF3RTrainModelConfig(preset="tiny", train_semantic_encoder=False, loss=LossWeights(lpips=0.0))
+    trained = FF3RTrainModelConfig(preset="tiny", loss=LossWeights(lpips=0.0))
+    images = views.images[0]
+    kept = []
+    for config in (frozen, trained):
+        network = config.setup(scene_box=box, num_train_data=1).network
+        (tokens, features, _), saved = saved_bytes(lambda: network.encode_semantics(images))
+        kept.append(saved)
+        assert tokens.requires_grad == features.requires_grad == (config is trained)
+    assert kept[0] == 0 and kept[1] > 0
