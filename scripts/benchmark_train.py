@@ -1,0 +1,203 @@
+"""Training-step benchmark: seconds and peak GPU memory of ff3r-train steps versus views, with and without
+activation checkpointing, in one run.
+
+    python scripts/benchmark_train.py --preset large --size 448 --views 2 8 16 24 32 --plain-views 8 16
+
+Each step is what ``ns-train ff3r-train`` runs at the paper's setting (Appendix A), less the data loading: one
+scene of random images, the frozen VGGT teacher's targets, the student's forward pass (bf16 autocast), rendering
+of every view, Eq. 13 with LPIPS (VGG) and L_warp, backward, global clipping and AdamW. Random weights: no
+checkpoint is needed to time a network (VGGT-1B and LSeg weights change no shape). The semantic encoder is frozen,
+as with LSeg's weights. One model serves every row (the switch is flipped between rows), so the optimizer state
+is allocated in every row's peak, as in a real run. A row is the median of ``--steps`` timed steps after
+``--warmup`` steps, and the peak of ``torch.cuda.max_memory_allocated`` over them; a row that runs out of memory
+is recorded with ``"oom": true``. Writes ``--out`` (``{"gpu", "rows": [{"views", "image_size", "checkpointing",
+"step_seconds", "peak_gib"}]}``) and a plot beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark import gpu_name  # noqa: E402
+
+
+def build(preset_name: str, lpips_weight: float, device: torch.device):
+    """The training model, its teacher and its optimizers at random weights (LPIPS's VGG too: no download)."""
+    import lpips
+    from nerfstudio.data.scene_box import SceneBox
+
+    from ff3r_ns.network.config import preset
+    from ff3r_ns.ns.optimization import GlobalClipOptimizers, default_optimizers
+    from ff3r_ns.ns.train_model import FF3RTrainModelConfig
+    from ff3r_ns.training.losses import LossWeights
+    from ff3r_ns.training.teachers import VGGTTeacher
+
+    torch.manual_seed(0)
+    config = FF3RTrainModelConfig(preset=preset_name, train_semantic_encoder=False, loss=LossWeights(lpips=0.0))
+    model = config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3])), num_train_data=1, device=device)
+    if lpips_weight > 0:
+        # ImageNet weights can't be downloaded here; random VGG features cost the same time and memory.
+        model._unregistered.lpips = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
+        model.config.loss = LossWeights(lpips=lpips_weight)
+    model.to(device).train()
+    teacher = VGGTTeacher(preset("large")).requires_grad_(False).eval().to(device)
+    optimizers = GlobalClipOptimizers(default_optimizers(), model.get_param_groups(), max_norm=0.5)
+    return model, teacher, optimizers
+
+
+def random_views(views: int, size: int, device: torch.device):
+    from ff3r_ns.training.teachers import TrainBatch
+
+    return TrainBatch(images=torch.rand(1, views, 3, size, size, device=device), seeds=(0,))
+
+
+def step(model, teacher, optimizers, views) -> float:
+    """One training step; its seconds, synchronized."""
+    from ff3r_ns.ns.train_model import training_step
+
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    _, loss_dict, _ = training_step(model, teacher, "lseg", views)
+    loss_dict["total"].backward()
+    optimizers.optimizer_scaler_step_all(_NO_SCALER)
+    optimizers.scheduler_step_all(0)
+    optimizers.zero_grad_all()
+    torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+_NO_SCALER = torch.amp.GradScaler("cuda", enabled=False)
+"""What nerfstudio's trainer passes with mixed_precision off (ff3r-train's own bf16 autocast needs no scaler)."""
+
+
+def set_checkpointing(model, enabled: bool) -> None:
+    model.checkpointing = enabled
+    model.network.set_activation_checkpointing(enabled)
+
+
+def run_row(model, teacher, optimizers, views: int, size: int, checkpointing: bool, warmup: int, steps: int) -> dict:
+    set_checkpointing(model, checkpointing)
+    row = {"views": views, "image_size": size, "checkpointing": checkpointing}
+    batch = random_views(views, size, torch.device("cuda"))
+    try:
+        for _ in range(warmup):
+            step(model, teacher, optimizers, batch)
+        gc.collect()
+        torch.cuda.reset_peak_memory_stats()
+        times = [step(model, teacher, optimizers, batch) for _ in range(steps)]
+        row.update(step_seconds=round(statistics.median(times), 4), peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2))
+    except torch.cuda.OutOfMemoryError:
+        row.update(step_seconds=None, peak_gib=None, oom=True)
+    except Exception as error:  # a broken row must not cost the other rows of a GPU call
+        traceback.print_exc()
+        row.update(step_seconds=None, peak_gib=None, error=repr(error)[:500])
+    optimizers.zero_grad_all()
+    del batch
+    gc.collect()
+    torch.cuda.empty_cache()
+    return row
+
+
+def gradient_agreement(model, teacher, views: int, size: int) -> dict:
+    """Loss and gradient of one batch with checkpointing against without, next to two runs without: on the GPU
+    neither is bitwise (bf16, atomics in the rasterizer and voxelization), so the plain pair is the noise floor."""
+    from ff3r_ns.ns.train_model import training_step
+
+    torch.manual_seed(1)
+    batch = random_views(views, size, torch.device("cuda"))
+    runs = []
+    for enabled in (False, False, True):
+        set_checkpointing(model, enabled)
+        model.zero_grad(set_to_none=True)
+        _, loss_dict, _ = training_step(model, teacher, "lseg", batch)
+        loss_dict["total"].backward()
+        grad = torch.cat([p.grad.flatten().float() for p in model.parameters() if p.grad is not None])
+        runs.append((loss_dict["total"].item(), grad))
+        model.zero_grad(set_to_none=True)
+    (loss_a, grad_a), (loss_b, grad_b), (loss_c, grad_c) = runs
+    norm = float(grad_a.norm())
+
+    def relative(x: float, y: float) -> float:
+        return abs(x - y) / abs(y)
+
+    return {
+        "views": views, "image_size": size, "loss": loss_a,
+        "plain_vs_plain": {"loss": relative(loss_b, loss_a), "gradient": float((grad_b - grad_a).norm()) / norm},
+        "checkpointed_vs_plain": {"loss": relative(loss_c, loss_a), "gradient": float((grad_c - grad_a).norm()) / norm},
+    }  # fmt: skip
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (mem, sec) = plt.subplots(1, 2, figsize=(10, 4))
+    for enabled, style in ((True, "o-"), (False, "s--")):
+        rows = [r for r in result["rows"] if r["checkpointing"] == enabled and r.get("peak_gib") is not None]
+        label = "checkpointing" if enabled else "no checkpointing"
+        mem.plot([r["views"] for r in rows], [r["peak_gib"] for r in rows], style, label=label)
+        sec.plot([r["views"] for r in rows], [r["step_seconds"] for r in rows], style, label=label)
+    for limit, name in ((40, "40 GiB: A100 40GB"), (80, "80 GiB: A100/H100 80GB")):
+        mem.axhline(limit, color="gray", lw=0.8, ls=":")
+        mem.text(1, limit, name, va="bottom", fontsize=8, color="gray")
+    size = result["rows"][0]["image_size"]
+    mem.set(xlabel="context views", ylabel="peak GPU memory (GiB)", title=f"{result['preset']} preset, {size} px")
+    sec.set(xlabel="context views", ylabel="seconds per step", title=f"one training step on {result['gpu']}")
+    for ax in (mem, sec):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="large", choices=["tiny", "small", "large"])
+    parser.add_argument("--size", type=int, default=448, help="square image size (a multiple of 14)")
+    parser.add_argument("--views", type=int, nargs="+", default=[2, 8, 16, 24, 32], help="view counts, checkpointed")
+    parser.add_argument("--plain-views", type=int, nargs="*", default=[8, 16], help="view counts without checkpointing")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per row")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per row (the median is reported)")
+    parser.add_argument("--lpips", type=float, default=0.05, help="LPIPS weight of L_rgb (the paper's 0.05; 0: none)")
+    parser.add_argument("--agreement-views", type=int, default=4, help="views of the gradient check (0: none)")
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/train-large.json"))
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("benchmark_train.py times GPU training steps: no CUDA device here", file=sys.stderr)
+        return 2
+    if args.size % 14:
+        parser.error(f"--size must be a multiple of 14, got {args.size}")
+    device = torch.device("cuda")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    model, teacher, optimizers = build(args.preset, args.lpips, device)
+    result = {"gpu": gpu_name(), "preset": args.preset, "rows": []}
+    if args.agreement_views:
+        result["agreement"] = gradient_agreement(model, teacher, args.agreement_views, args.size)
+        print(f"agreement: {json.dumps(result['agreement'])}", flush=True)
+    plan = [(v, True) for v in args.views] + [(v, False) for v in args.plain_views]
+    for i, (views, enabled) in enumerate(plan, start=1):
+        row = run_row(model, teacher, optimizers, views, args.size, enabled, args.warmup, args.steps)
+        result["rows"].append(row)
+        print(f"[{i}/{len(plan)}] {json.dumps(row)}", flush=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")  # after every row: a killed run keeps its rows
+    plot(result, args.out.with_suffix(".png"))
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
