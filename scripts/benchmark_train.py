@@ -45,13 +45,15 @@ def build(preset_name: str, lpips_weight: float, device: torch.device):
 
     torch.manual_seed(0)
     config = FF3RTrainModelConfig(preset=preset_name, train_semantic_encoder=False, loss=LossWeights(lpips=0.0))
-    model = config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3])), num_train_data=1, device=device)
-    if lpips_weight > 0:
-        # ImageNet weights can't be downloaded here; random VGG features cost the same time and memory.
-        model._unregistered.lpips = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
-        model.config.loss = LossWeights(lpips=lpips_weight)
+    with device:  # 2.7 B parameters initialized where they live: seconds instead of a minute on the host
+        model = config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3])), num_train_data=1, device=device)
+        if lpips_weight > 0:
+            # ImageNet weights can't be downloaded here; random VGG features cost the same time and memory.
+            model._unregistered.lpips = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
+            model.config.loss = LossWeights(lpips=lpips_weight)
+        teacher = VGGTTeacher(preset("large")).requires_grad_(False).eval()
     model.to(device).train()
-    teacher = VGGTTeacher(preset("large")).requires_grad_(False).eval().to(device)
+    teacher.to(device)
     optimizers = GlobalClipOptimizers(default_optimizers(), model.get_param_groups(), max_norm=0.5)
     return model, teacher, optimizers
 
@@ -184,16 +186,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     torch.backends.cuda.matmul.allow_tf32 = True
     model, teacher, optimizers = build(args.preset, args.lpips, device)
     result = {"gpu": gpu_name(), "preset": args.preset, "rows": []}
-    if args.agreement_views:
-        result["agreement"] = gradient_agreement(model, teacher, args.agreement_views, args.size)
-        print(f"agreement: {json.dumps(result['agreement'])}", flush=True)
-    plan = [(v, True) for v in args.views] + [(v, False) for v in args.plain_views]
+    # Each checkpointed row is followed by the plain row of the same views, so that a call cut short still has
+    # the comparisons it reached; the file lists the rows sorted.
+    plan = [(v, enabled) for v in args.views for enabled in (True, False) if enabled or v in args.plain_views]
+    plan += [(v, False) for v in args.plain_views if v not in args.views]
     for i, (views, enabled) in enumerate(plan, start=1):
         row = run_row(model, teacher, optimizers, views, args.size, enabled, args.warmup, args.steps)
-        result["rows"].append(row)
+        result["rows"] = sorted([*result["rows"], row], key=lambda r: (not r["checkpointing"], r["views"]))
         print(f"[{i}/{len(plan)}] {json.dumps(row)}", flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1) + "\n")  # after every row: a killed run keeps its rows
+    if args.agreement_views:
+        result["agreement"] = gradient_agreement(model, teacher, args.agreement_views, args.size)
+        print(f"agreement: {json.dumps(result['agreement'])}", flush=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
     plot(result, args.out.with_suffix(".png"))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
     return 0
