@@ -29,14 +29,15 @@ def views(tmp_path_factory):
     return config.setup().next_train(0)
 
 
-def make_model(checkpointing: bool, device: str = "cpu"):
-    """The shipped network (its views overlap, so L_warp has a gradient) with a trained semantic encoder, LPIPS
-    (AlexNet at random weights: no download) and every loss term."""
+def make_model(checkpointing: bool, network: str = "shipped"):
+    """The tiny preset at random weights, or the shipped network (its views overlap, so L_warp has a gradient),
+    with a trained semantic encoder, LPIPS (AlexNet at random weights: no download) and every loss term."""
     torch.manual_seed(0)
     config = FF3RTrainModelConfig(
-        init_checkpoint=SHIPPED_WEIGHTS, activation_checkpointing=checkpointing, checkpoint_views=1, loss=LossWeights(lpips=0.0)
-    )
-    model = config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3])), num_train_data=1, device=device)
+        preset="tiny", init_checkpoint=SHIPPED_WEIGHTS if network == "shipped" else None,
+        activation_checkpointing=checkpointing, checkpoint_views=1, loss=LossWeights(lpips=0.0),
+    )  # fmt: skip
+    model = config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3])), num_train_data=1, device="cpu")
     model._unregistered.lpips = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
     model.config.loss = LossWeights()
     return model.train()
@@ -57,10 +58,11 @@ def saved_bytes(function) -> int:
     return result, sum(storages.values())
 
 
-def test_checkpointing_gives_the_loss_and_gradients_of_the_plain_step(views):
+@pytest.mark.parametrize("network", ["tiny", "shipped"])
+def test_checkpointing_gives_the_loss_and_gradients_of_the_plain_step(views, network):
     runs = []
     for checkpointing in (False, True):
-        model = make_model(checkpointing)
+        model = make_model(checkpointing, network)
         assert model.checkpointing is checkpointing
         assert model.network.checkpointed == (frozenset(NETWORK_PARTS) if checkpointing else frozenset())
         (outputs, loss_dict, metrics), kept = saved_bytes(lambda: training_step(model, DatasetGeometryTeacher(), "dataset", views))
@@ -70,14 +72,20 @@ def test_checkpointing_gives_the_loss_and_gradients_of_the_plain_step(views):
         runs.append((loss_dict["total"].item(), metrics, grads, buffers, kept))
     (plain_loss, plain_terms, plain_grads, plain_buffers, plain_kept), (loss, terms, grads, buffers, kept) = runs
 
-    assert plain_terms["loss_warp"] > 0 and plain_terms["loss_rgb"] > 0  # every term takes part
+    assert plain_terms["loss_rgb"] > 0 and plain_terms["loss_feat"] > 0
+    if network == "shipped":
+        assert plain_terms["loss_warp"] > 0  # random tiny cameras see none of each other's pixels: L_warp is 0
     assert loss == pytest.approx(plain_loss, rel=1e-6)
     for name in ("loss_rgb", "loss_feat", "loss_warp", "loss_depth", "loss_pose"):
         assert terms[name] == pytest.approx(plain_terms[name], rel=1e-5, abs=1e-7), name
     assert grads.keys() == plain_grads.keys() and len(grads) > 100
     assert any(name.startswith("semantic_encoder.") for name in grads)  # the trained encoder's blocks are recomputed
+    # Float rounding only: LPIPS, L_feat and L_warp sum their chunks in another order (measured: at most 2.8e-5
+    # relative per tensor, 4.4e-6 overall on the tiny preset).
     for name, grad in plain_grads.items():
-        torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-6 * float(grad.abs().max()) + 1e-9, msg=name)
+        assert float((grads[name] - grad).norm()) <= 1e-4 * float(grad.norm()) + 1e-12, name
+    overall = torch.cat([(grads[n] - g).flatten() for n, g in plain_grads.items()]).norm()
+    assert float(overall) <= 1e-5 * float(torch.cat([g.flatten() for g in plain_grads.values()]).norm())
     for name, buffer in plain_buffers.items():
         torch.testing.assert_close(buffers[name], buffer, rtol=1e-5, atol=1e-7, msg=name)
     # What is kept outside the recomputed regions (measured: a few percent of the plain step's activations).
