@@ -216,13 +216,13 @@ def test_datamanager_samples_scene_batches_differently_per_rank(rooms):
 
 
 def test_config_yml_of_runs_saved_before_the_split_loads():
-    """Runs saved when the datamanager and optimizers lived in ff3r_ns.ns.train name them so in config.yml."""
+    """Runs saved when the datamanager, optimizers and model lived in ff3r_ns.ns.train name them so in config.yml."""
     config = ff3r_train_method.config
     text = yaml.dump(config)  # as TrainerConfig.save_config writes config.yml
-    for module in ("ff3r_ns.ns.multiview_datamanager.", "ff3r_ns.ns.optimization."):
+    for module in ("ff3r_ns.ns.multiview_datamanager.", "ff3r_ns.ns.optimization.", "ff3r_ns.ns.train_model."):
         assert module in text
         text = text.replace(module, "ff3r_ns.ns.train.")
-    for name in ("FF3RTrainDataManagerConfig", "FF3RTrainDataManager", "AdamWOptimizerConfig", "WarmupCosineScheduler"):
+    for name in ("FF3RTrainDataManagerConfig", "FF3RTrainDataManager", "AdamWOptimizerConfig", "WarmupCosineScheduler", "FF3RTrainModel"):
         assert f"ff3r_ns.ns.train.{name}" in text
     loaded = yaml.load(text, Loader=yaml.Loader)  # as nerfstudio reads config.yml
     assert isinstance(loaded.pipeline.datamanager, FF3RTrainDataManagerConfig)
