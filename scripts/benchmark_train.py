@@ -83,13 +83,8 @@ _NO_SCALER = torch.amp.GradScaler("cuda", enabled=False)
 """What nerfstudio's trainer passes with mixed_precision off (ff3r-train's own bf16 autocast needs no scaler)."""
 
 
-def set_checkpointing(model, enabled: bool) -> None:
-    model.checkpointing = enabled
-    model.network.set_activation_checkpointing(enabled)
-
-
 def run_row(model, teacher, optimizers, views: int, size: int, checkpointing: bool, warmup: int, steps: int) -> dict:
-    set_checkpointing(model, checkpointing)
+    model.set_activation_checkpointing(checkpointing)
     row = {"views": views, "image_size": size, "checkpointing": checkpointing}
     batch = random_views(views, size, torch.device("cuda"))
     try:
@@ -120,7 +115,7 @@ def gradient_agreement(model, teacher, views: int, size: int) -> dict:
     batch = random_views(views, size, torch.device("cuda"))
     runs = []
     for enabled in (False, False, True):
-        set_checkpointing(model, enabled)
+        model.set_activation_checkpointing(enabled)
         model.zero_grad(set_to_none=True)
         _, loss_dict, _ = training_step(model, teacher, "lseg", batch)
         loss_dict["total"].backward()

@@ -78,10 +78,11 @@ class CameraHead(nn.Module):
         pose = None
         poses = []
         for _ in range(num_iterations):
-            if pose is not None:
+            if pose is None:
+                condition = self.empty_pose_tokens.expand(b, s, -1)
+            else:
                 # VGGT detaches the running estimate itself: iteration i learns only its own delta.
-                pose = pose.detach()
-            condition = self.empty_pose_tokens.expand(b, s, -1) if pose is None else pose
+                condition = pose = pose.detach()
             shift, scale, gate = self.poseLN_modulation(self.embed_pose(condition)).chunk(3, dim=-1)
             x = tokens + gate * (normed * (1 + scale) + shift)
             delta = self.pose_branch(self.trunk_norm(self.trunk(x)))

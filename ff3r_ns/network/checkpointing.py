@@ -9,9 +9,10 @@ VGGT's own training checkpoints its blocks the same way.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
 import torch
+from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 NETWORK_PARTS = ("patch_embed", "encoder", "semantic", "fusion", "heads", "gaussians")
@@ -28,6 +29,19 @@ def run_checkpointed(enabled: bool, function: Callable[..., Any], *args: Any) ->
     if enabled and torch.is_grad_enabled():
         return checkpoint(function, *args, use_reentrant=False)
     return function(*args)
+
+
+def chunked_sum(function: Callable[..., Tensor], chunk: Optional[int], *tensors: Tensor, dim: int = 0) -> Tensor:
+    """``function(*tensors)`` summed over slices of ``tensors`` along ``dim``, ``chunk`` at a time, each slice's call
+    recomputed in the backward pass; ``chunk`` None: one plain call on the whole. ``function`` must return a sum
+    over that dimension, so that the chunks add up to the whole (the same value, to float rounding)."""
+    if chunk is None:
+        return function(*tensors)
+    n = tensors[0].shape[dim]
+    return sum(
+        run_checkpointed(True, function, *(t.narrow(dim, start, min(chunk, n - start)) for t in tensors))
+        for start in range(0, n, chunk)
+    )
 
 
 def checkpoint_parts(parts: Union[bool, Iterable[str]], known: tuple[str, ...]) -> frozenset[str]:

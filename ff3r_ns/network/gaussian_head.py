@@ -81,26 +81,12 @@ class GaussianHead(nn.Module):
             nn.Conv2d(hidden_dim, sum(self.split_sizes), 1),
         )
         # Small last layer: at initialization every Gaussian is a pixel-sized, half-opaque splat of the
-        # input pixel's colour (see `forward`), so early renders already resemble the images.
+        # input pixel's colour (see `activate`), so early renders already resemble the images.
         nn.init.normal_(self.out[-1].weight, std=1e-3)
         nn.init.zeros_(self.out[-1].bias)
         self.semantic_proj = nn.Conv2d(semantic_dim, lseg_dim, 1)
         self.checkpointing = False
         """Recompute each chunk of views in the backward pass; only the chunk's raw parameters are kept."""
-
-    def forward(
-        self,
-        tokens_list: list[Tensor],
-        images: Float[Tensor, "b s 3 h w"],
-        semantic_features: Float[Tensor, "b s c hs ws"],
-        patch_start_idx: int,
-        depth: Float[Tensor, "b s h w"],
-        intrinsics: Float[Tensor, "b s 3 3"],
-        frames_chunk_size: int = 8,
-    ) -> dict[str, Tensor]:
-        """Per-pixel Gaussian parameters: `raw_parameters`, then `activate`."""
-        raw = self.raw_parameters(tokens_list, images, semantic_features, patch_start_idx, frames_chunk_size)
-        return self.activate(raw, images, depth, intrinsics)
 
     def raw_parameters(
         self,

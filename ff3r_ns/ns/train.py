@@ -189,42 +189,44 @@ class FF3RTrainPipelineConfig(VanillaPipelineConfig):
 def check_weights(config: FF3RTrainPipelineConfig) -> None:
     """Raises ``WeightsUnavailable`` naming every weight file of the teachers and of LPIPS that can't be had, where
     to get it, and the flags that do without it."""
-    missing = []
-    if config.geometry_teacher == "vggt":
-        try:
-            resolve_file(config.vggt_teacher_weights, VGGT_FILES, "VGGT-1B weights", "")
-        except WeightsUnavailable:
-            missing.append(
-                f"the 'vggt' geometry teacher needs VGGT-1B's {' or '.join(VGGT_FILES)} (huggingface.co/{VGGT_HUB_ID}): "
-                f"'{config.vggt_teacher_weights}' is neither a local file or folder holding one nor reachable on the hub; "
-                "pass it with --pipeline.vggt-teacher-weights PATH"
-            )
-    if config.semantic_teacher == "lseg":
-        source = config.model.lseg_weights
-        try:
-            if source is None:
-                raise WeightsUnavailable("no path given")
-            resolve_file(source, ("demo_e200.ckpt",), "LSeg weights", "")
-        except WeightsUnavailable:
-            given = "none was given" if source is None else f"'{source}' does not exist"
-            missing.append(
-                f"the 'lseg' semantic teacher needs LSeg's demo_e200.ckpt ({given}): {LSEG_DOWNLOAD_HINT} with "
-                "--pipeline.model.lseg-weights PATH"
-            )
-    if missing:
-        missing = [
+    teachers = []
+    if config.geometry_teacher == "vggt" and not _available(config.vggt_teacher_weights, VGGT_FILES):
+        teachers.append(
+            f"the 'vggt' geometry teacher needs VGGT-1B's {' or '.join(VGGT_FILES)} (huggingface.co/{VGGT_HUB_ID}): "
+            f"'{config.vggt_teacher_weights}' is neither a local file or folder holding one nor reachable on the hub; "
+            "pass it with --pipeline.vggt-teacher-weights PATH"
+        )
+    lseg = config.model.lseg_weights
+    if config.semantic_teacher == "lseg" and (lseg is None or not _available(lseg, ("demo_e200.ckpt",))):
+        given = "none was given" if lseg is None else f"'{lseg}' does not exist"
+        teachers.append(
+            f"the 'lseg' semantic teacher needs LSeg's demo_e200.ckpt ({given}): {LSEG_DOWNLOAD_HINT} with "
+            "--pipeline.model.lseg-weights PATH"
+        )
+    problems = []
+    if teachers:
+        problems.append(
             "the annotation-free training of the paper distills frozen teachers whose weights are missing: "
-            + "; ".join(missing)
+            + "; ".join(teachers)
             + ". Or train on the scenes' own poses, depth and stored features: --pipeline.geometry-teacher dataset "
             "--pipeline.semantic-teacher dataset."
-        ]
+        )
     if config.model.loss.lpips > 0:
         try:
             lpips_backbone_file(config.model.lpips_weights, config.model.lpips_net)
         except WeightsUnavailable as error:
-            missing.append(str(error))
-    if missing:
-        raise WeightsUnavailable(" ".join(missing))
+            problems.append(str(error))
+    if problems:
+        raise WeightsUnavailable(" ".join(problems))
+
+
+def _available(source: str, filenames: tuple[str, ...]) -> bool:
+    """Whether ``resolve_file`` finds the file (on disk, or on the hub when online)."""
+    try:
+        resolve_file(source, filenames, "weights", "")
+    except WeightsUnavailable:
+        return False
+    return True
 
 
 class FF3RTrainPipeline(VanillaPipeline):

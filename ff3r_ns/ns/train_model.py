@@ -141,11 +141,14 @@ class FF3RTrainModel(Model):
         if c.freeze_patch_embed:
             self.network.aggregator.patch_embed.requires_grad_(False)
         self._unregistered = _Unregistered(lpips=make_lpips(c.lpips_weights, c.lpips_net) if c.loss.lpips > 0 else None)
-        self.checkpointing = self._resolve_checkpointing()
-        if self.checkpointing:
-            self.network.set_activation_checkpointing(True)
+        self.set_activation_checkpointing(self._resolve_checkpointing())
         if train_semantic and distributed_world_size() > 1:
             self.network.semantic_encoder = sync_batch_norm(self.network.semantic_encoder, self.kwargs.get("device"))
+
+    def set_activation_checkpointing(self, enabled: bool) -> None:
+        """Checkpoint every part of the network, and render and score ``checkpoint_views`` views at a time (or not)."""
+        self.checkpointing = enabled
+        self.network.set_activation_checkpointing(enabled)
 
     def _resolve_checkpointing(self) -> bool:
         """The checkpointing switch, with its automatic default (on for the large network on a GPU)."""

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from ff3r_ns.network.checkpointing import run_checkpointed
+from ff3r_ns.network.checkpointing import chunked_sum
 from ff3r_ns.network.weights import WeightsUnavailable
 
 LPIPS_BACKBONES = {
@@ -78,11 +78,7 @@ def rgb_loss(
         def lpips_sum(p: Tensor, g: Tensor) -> Tensor:
             return lpips_fn(p, g, normalize=True).sum()
 
-        step = checkpoint_chunk or len(flat_pred)
-        total = sum(
-            run_checkpointed(checkpoint_chunk is not None, lpips_sum, flat_pred[i : i + step], flat_gt[i : i + step])
-            for i in range(0, len(flat_pred), step)
-        )
+        total = chunked_sum(lpips_sum, checkpoint_chunk, flat_pred, flat_gt)
         loss = loss + lpips_weight * total / len(flat_pred)
     return loss
 
@@ -113,11 +109,7 @@ def feature_loss(
         # Eq. 10: 1 - F_hat . F / (||F_hat|| ||F||).
         return (1 - F.cosine_similarity(p, t, dim=1)).sum()
 
-    step = checkpoint_chunk or len(pred)
-    total = sum(
-        run_checkpointed(checkpoint_chunk is not None, distance_sum, pred[i : i + step], teacher[i : i + step])
-        for i in range(0, len(pred), step)
-    )
+    total = chunked_sum(distance_sum, checkpoint_chunk, pred, teacher)
     return total / (len(pred) * h * w)
 
 

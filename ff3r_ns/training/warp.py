@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from ff3r_ns.network.checkpointing import run_checkpointed
+from ff3r_ns.network.checkpointing import chunked_sum
 from ff3r_ns.network.cameras import project_points, scale_intrinsics, to_4x4, unproject_depth, w2c_to_c2w
 
 ALL_PAIRS_MAX_VIEWS = 4
@@ -263,7 +263,7 @@ def feature_warping_loss(
         def gather(x: Tensor, views: Tensor) -> Tensor:
             return x[rows, views].flatten(0, 1)
 
-        return feature_warp_distance(
+        distance = feature_warp_distance(
             gather(features, t_views),
             gather(features, c_views),
             gather(depths, t_views),
@@ -273,15 +273,8 @@ def feature_warping_loss(
             gather(extrinsics, c_views),
             depth_c=gather(depths, c_views),
             depth_rel_tol=depth_rel_tol,
-        ).reshape(b, -1)
+        )
+        # Eq. 4: sum over pairs and both directions.
+        return distance.reshape(b, -1).sum(dim=1)
 
-    step = checkpoint_chunk or t_index.shape[1]
-    per_pair = torch.cat(
-        [
-            run_checkpointed(checkpoint_chunk is not None, distances, t_index[:, i : i + step], c_index[:, i : i + step])
-            for i in range(0, t_index.shape[1], step)
-        ],
-        dim=1,
-    )
-    # Eq. 4: sum over pairs and both directions.
-    return per_pair.sum(dim=1).mean()
+    return chunked_sum(distances, checkpoint_chunk, t_index, c_index, dim=1).mean()
