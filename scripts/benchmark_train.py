@@ -10,8 +10,10 @@ checkpoint is needed to time a network (VGGT-1B and LSeg weights change no shape
 as with LSeg's weights. One model serves every row (the switch is flipped between rows), so the optimizer state
 is allocated in every row's peak, as in a real run. A row is the median of ``--steps`` timed steps after
 ``--warmup`` steps, and the peak of ``torch.cuda.max_memory_allocated`` over them; a row that runs out of memory
-is recorded with ``"oom": true``. Writes ``--out`` (``{"gpu", "rows": [{"views", "image_size", "checkpointing",
-"step_seconds", "peak_gib"}]}``) and a plot beside it.
+is recorded with ``"oom": true``. Writes ``--out`` (``{"gpu", "static_gib", "rows": [{"views", "image_size",
+"checkpointing", "step_seconds", "peak_gib"}]}``) and a plot beside it. ``--static-only`` prints, on any machine,
+what a step holds before any activation (weights, gradients, AdamW moments, the teacher), counted from the
+parameter shapes.
 """
 
 from __future__ import annotations
@@ -56,6 +58,27 @@ def build(preset_name: str, lpips_weight: float, device: torch.device):
     teacher.to(device)
     optimizers = GlobalClipOptimizers(default_optimizers(), model.get_param_groups(), max_norm=0.5)
     return model, teacher, optimizers
+
+
+def static_memory(preset_name: str) -> dict:
+    """GiB a step holds before any activation, from the parameter shapes (meta tensors, no memory): float32
+    weights, gradients and AdamW's two moments of the trainable part (the semantic encoder is frozen), and the
+    frozen VGGT teacher's weights."""
+    from ff3r_ns.network.config import preset
+    from ff3r_ns.network.ff3r import FF3R
+    from ff3r_ns.training.teachers import VGGTTeacher
+
+    with torch.device("meta"):
+        network, teacher = FF3R(preset(preset_name)), VGGTTeacher(preset("large"))
+    total = sum(p.numel() for p in network.parameters())
+    trainable = total - sum(p.numel() for p in network.semantic_encoder.parameters())
+    parts = {
+        "weights": 4 * total, "gradients": 4 * trainable, "adamw_moments": 8 * trainable,
+        "teacher": 4 * sum(p.numel() for p in teacher.parameters()),
+    }  # fmt: skip
+    gib = {name: round(size / 2**30, 2) for name, size in parts.items()}
+    gib["total"] = round(sum(parts.values()) / 2**30, 2)
+    return gib
 
 
 def random_views(views: int, size: int, device: torch.device):
@@ -171,7 +194,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--lpips", type=float, default=0.05, help="LPIPS weight of L_rgb (the paper's 0.05; 0: none)")
     parser.add_argument("--agreement-views", type=int, default=4, help="views of the gradient check (0: none)")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/train-large.json"))
+    parser.add_argument("--static-only", action="store_true", help="print the static memory (any machine) and stop")
     args = parser.parse_args(argv)
+    if args.static_only:
+        print(json.dumps(static_memory(args.preset)))
+        return 0
     if not torch.cuda.is_available():
         print("benchmark_train.py times GPU training steps: no CUDA device here", file=sys.stderr)
         return 2
@@ -180,7 +207,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     device = torch.device("cuda")
     torch.backends.cuda.matmul.allow_tf32 = True
     model, teacher, optimizers = build(args.preset, args.lpips, device)
-    result = {"gpu": gpu_name(), "preset": args.preset, "rows": []}
+    result = {"gpu": gpu_name(), "preset": args.preset, "static_gib": static_memory(args.preset), "rows": []}
     # Each checkpointed row is followed by the plain row of the same views, so that a call cut short still has
     # the comparisons it reached; the file lists the rows sorted.
     plan = [(v, enabled) for v in args.views for enabled in (True, False) if enabled or v in args.plain_views]

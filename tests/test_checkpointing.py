@@ -85,7 +85,10 @@ def test_checkpointing_gives_the_loss_and_gradients_of_the_plain_step(views, net
     for name, grad in plain_grads.items():
         assert float((grads[name] - grad).norm()) <= 1e-4 * float(grad.norm()) + 1e-12, name
     overall = torch.cat([(grads[n] - g).flatten() for n, g in plain_grads.items()]).norm()
-    assert float(overall) <= 1e-5 * float(torch.cat([g.flatten() for g in plain_grads.values()]).norm())
+    overall = float(overall) / float(torch.cat([g.flatten() for g in plain_grads.values()]).norm())
+    worst = max(float((grads[n] - g).norm() / g.norm().clamp(min=1e-30)) for n, g in plain_grads.items())
+    print(f"\n{network}: loss {abs(loss - plain_loss) / plain_loss:.1e} relative, gradients {worst:.1e} per tensor at most, {overall:.1e} overall")
+    assert overall <= 1e-5
     for name, buffer in plain_buffers.items():
         torch.testing.assert_close(buffers[name], buffer, rtol=1e-5, atol=1e-7, msg=name)
     # What is kept outside the recomputed regions (measured: a few percent of the plain step's activations).
