@@ -10,7 +10,8 @@ checkpoint is needed to time a network (VGGT-1B and LSeg weights change no shape
 as with LSeg's weights. One model serves every row (the switch is flipped between rows), so the optimizer state
 is allocated in every row's peak, as in a real run. A row is the median of ``--steps`` timed steps after
 ``--warmup`` steps, and the peak of ``torch.cuda.max_memory_allocated`` over them; a row that runs out of memory
-is recorded with ``"oom": true``. Writes ``--out`` (``{"gpu", "static_gib", "rows": [{"views", "image_size",
+is recorded with ``"oom": true``. ``--ddp-views`` rows come last, with the model wrapped in DDP as ``ns-train
+--machine.num-devices N`` wraps it, in a one-process group: the memory of one rank of a multi-GPU run. Writes ``--out`` (``{"gpu", "static_gib", "rows": [{"views", "image_size",
 "checkpointing", "step_seconds", "peak_gib"}]}``) and a plot beside it. ``--static-only`` prints, on any machine,
 what a step holds before any activation (weights, gradients, AdamW moments, the teacher), counted from the
 parameter shapes.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import statistics
 import sys
 import time
@@ -87,13 +89,26 @@ def random_views(views: int, size: int, device: torch.device):
     return TrainBatch(images=torch.rand(1, views, 3, size, size, device=device), seeds=(0,))
 
 
-def step(model, teacher, optimizers, views) -> float:
+def wrap_ddp(model):
+    """``model`` in DDP as nerfstudio wraps it under ``--machine.num-devices N`` (find_unused_parameters), in a
+    one-process NCCL group: each rank of an N-GPU run holds the same buckets and runs the same step, less the
+    all-reduce's wait for the other ranks."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29517")
+    dist.init_process_group("nccl", rank=0, world_size=1, device_id=torch.device("cuda", 0))
+    return DistributedDataParallel(model, device_ids=[0], find_unused_parameters=True)
+
+
+def step(model, teacher, optimizers, views, forward=None) -> float:
     """One training step; its seconds, synchronized."""
     from ff3r_ns.ns.train_model import training_step
 
     torch.cuda.synchronize()
     start = time.perf_counter()
-    _, loss_dict, _ = training_step(model, teacher, "lseg", views)
+    _, loss_dict, _ = training_step(model, teacher, "lseg", views, forward)
     loss_dict["total"].backward()
     optimizers.optimizer_scaler_step_all(_NO_SCALER)
     optimizers.scheduler_step_all(0)
@@ -106,16 +121,18 @@ _NO_SCALER = torch.amp.GradScaler("cuda", enabled=False)
 """What nerfstudio's trainer passes with mixed_precision off (ff3r-train's own bf16 autocast needs no scaler)."""
 
 
-def run_row(model, teacher, optimizers, views: int, size: int, checkpointing: bool, warmup: int, steps: int) -> dict:
+def run_row(
+    model, teacher, optimizers, views: int, size: int, checkpointing: bool, warmup: int, steps: int, ddp=None
+) -> dict:
     model.set_activation_checkpointing(checkpointing)
-    row = {"views": views, "image_size": size, "checkpointing": checkpointing}
+    row = {"views": views, "image_size": size, "checkpointing": checkpointing, **({"ddp": True} if ddp else {})}
     batch = random_views(views, size, torch.device("cuda"))
     try:
         for _ in range(warmup):
-            step(model, teacher, optimizers, batch)
+            step(model, teacher, optimizers, batch, ddp)
         gc.collect()
         torch.cuda.reset_peak_memory_stats()
-        times = [step(model, teacher, optimizers, batch) for _ in range(steps)]
+        times = [step(model, teacher, optimizers, batch, ddp) for _ in range(steps)]
         row.update(step_seconds=round(statistics.median(times), 4), peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2))
     except torch.cuda.OutOfMemoryError:
         row.update(step_seconds=None, peak_gib=None, oom=True)
@@ -165,9 +182,12 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (mem, sec) = plt.subplots(1, 2, figsize=(10, 4))
-    for enabled, style in ((True, "o-"), (False, "s--")):
-        rows = [r for r in result["rows"] if r["checkpointing"] == enabled and r.get("peak_gib") is not None]
-        label = "checkpointing" if enabled else "no checkpointing"
+    for enabled, ddp, style in ((True, False, "o-"), (False, False, "s--"), (True, True, "k^")):
+        rows = [r for r in result["rows"] if (r["checkpointing"], r.get("ddp", False)) == (enabled, ddp)]
+        rows = [r for r in rows if r.get("peak_gib") is not None]
+        if not rows:
+            continue
+        label = ("checkpointing" if enabled else "no checkpointing") + (", DDP (one rank)" if ddp else "")
         mem.plot([r["views"] for r in rows], [r["peak_gib"] for r in rows], style, label=label)
         sec.plot([r["views"] for r in rows], [r["step_seconds"] for r in rows], style, label=label)
     for limit, name in ((40, "40 GiB: A100 40GB"), (80, "80 GiB: A100/H100 80GB")):
@@ -192,6 +212,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per row")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per row (the median is reported)")
     parser.add_argument("--lpips", type=float, default=0.05, help="LPIPS weight of L_rgb (the paper's 0.05; 0: none)")
+    parser.add_argument(
+        "--ddp-views", type=int, nargs="*", default=[], help="view counts, checkpointed, run last under DDP (one rank)"
+    )
     parser.add_argument("--agreement-views", type=int, default=4, help="views of the gradient check (0: none)")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/train-large.json"))
     parser.add_argument("--static-only", action="store_true", help="print the static memory (any machine) and stop")
@@ -219,9 +242,21 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1) + "\n")  # after every row: a killed run keeps its rows
     if args.agreement_views:
+        # before DDP wraps the model: the comparison is of checkpointing alone
         result["agreement"] = gradient_agreement(model, teacher, args.agreement_views, args.size)
         print(f"agreement: {json.dumps(result['agreement'])}", flush=True)
         args.out.write_text(json.dumps(result, indent=1) + "\n")
+    try:
+        ddp = wrap_ddp(model) if args.ddp_views else None
+    except Exception:
+        traceback.print_exc()
+        ddp = None
+    if ddp is not None:
+        for views in args.ddp_views:
+            row = run_row(model, teacher, optimizers, views, args.size, True, args.warmup, args.steps, ddp)
+            result["rows"].append(row)
+            print(f"[ddp] {json.dumps(row)}", flush=True)
+            args.out.write_text(json.dumps(result, indent=1) + "\n")
     plot(result, args.out.with_suffix(".png"))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
     return 0

@@ -1,5 +1,5 @@
-"""ff3r-train on two processes (DDP, gloo, CPU) takes the step of one process on the same four scenes, and a run
-resumed from a checkpoint continues on every rank as the uninterrupted one.
+"""ff3r-train on two processes (DDP, gloo, CPU, activation checkpointing on) takes the step of one process on the
+same four scenes, and a run resumed from a checkpoint continues on every rank as the uninterrupted one.
 
 Every term of Eq. 13 is a mean with equal weight per scene (L_d per view, L_warp per scene, the others per
 pixel or per view), so the gradient that DDP averages over 2 ranks x 2 scenes is the gradient of one process on
@@ -99,6 +99,10 @@ def run_steps(rank: int, world_size: int, rooms: Path, batch_path: Path, out: Pa
         # The shipped network's cameras see each other's pixels; from random weights no pixel of a view warps into
         # another and L_warp is 0, with no gradient to compare.
         config.pipeline.model.init_checkpoint = SHIPPED_WEIGHTS
+        # With activation checkpointing, as the large preset trains on GPUs: DDP's gradient hooks must fire once
+        # per parameter although the checkpointed parts run their forward twice (the plain step is covered by
+        # the resume test below, and checkpointing's own equality by test_checkpointing.py).
+        config.pipeline.model.activation_checkpointing = True
         torch.manual_seed(config.machine.seed + rank)  # as ns-train: a seed per rank, DDP broadcasts rank 0's weights
         trainer = config.setup(local_rank=rank, world_size=world_size)
         trainer.setup()

@@ -27,6 +27,9 @@ class AdamWOptimizerConfig(OptimizerConfig):
     """Adam's moment decay rates."""
     weight_decay: float = 0.05
     """Decoupled weight decay."""
+    fused: Optional[bool] = True
+    """One fused kernel per step (torch's ``fused=True``, CPU and CUDA): the default multi-tensor path allocates
+    temporaries the size of the parameters, gigabytes at the large preset. None: torch's choice."""
 
 
 @dataclass
