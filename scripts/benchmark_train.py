@@ -11,8 +11,9 @@ as with LSeg's weights. One model serves every row (the switch is flipped betwee
 is allocated in every row's peak, as in a real run. A row is the median of ``--steps`` timed steps after
 ``--warmup`` steps, and the peak of ``torch.cuda.max_memory_allocated`` over them; a row that runs out of memory
 is recorded with ``"oom": true``. ``--ddp-views`` rows come last, with the model wrapped in DDP as ``ns-train
---machine.num-devices N`` wraps it, in a one-process group: the memory of one rank of a multi-GPU run. Writes ``--out`` (``{"gpu", "static_gib", "rows": [{"views", "image_size",
-"checkpointing", "step_seconds", "peak_gib"}]}``) and a plot beside it. ``--static-only`` prints, on any machine,
+--machine.num-devices N`` wraps it, in a one-process group: the memory of one rank of a multi-GPU run. Writes
+``--out`` (``{"gpu", "static_gib", "rows": [{"views", "image_size", "checkpointing", "step_seconds",
+"peak_gib"}]}``) and a plot beside it. ``--static-only`` prints, on any machine,
 what a step holds before any activation (weights, gradients, AdamW moments, the teacher), counted from the
 parameter shapes.
 """
@@ -235,28 +236,31 @@ def main(argv: Optional[list[str]] = None) -> int:
     # the comparisons it reached; the file lists the rows sorted.
     plan = [(v, enabled) for v in args.views for enabled in (True, False) if enabled or v in args.plain_views]
     plan += [(v, False) for v in args.plain_views if v not in args.views]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def keep(row: dict, tag: str) -> None:
+        result["rows"] = sorted(
+            [*result["rows"], row], key=lambda r: (r.get("ddp", False), not r["checkpointing"], r["views"])
+        )
+        print(f"[{tag}] {json.dumps(row)}", flush=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")  # after every row: a killed run keeps its rows
+
     for i, (views, enabled) in enumerate(plan, start=1):
         row = run_row(model, teacher, optimizers, views, args.size, enabled, args.warmup, args.steps)
-        result["rows"] = sorted([*result["rows"], row], key=lambda r: (not r["checkpointing"], r["views"]))
-        print(f"[{i}/{len(plan)}] {json.dumps(row)}", flush=True)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")  # after every row: a killed run keeps its rows
+        keep(row, f"{i}/{len(plan)}")
     if args.agreement_views:
         # before DDP wraps the model: the comparison is of checkpointing alone
         result["agreement"] = gradient_agreement(model, teacher, args.agreement_views, args.size)
         print(f"agreement: {json.dumps(result['agreement'])}", flush=True)
         args.out.write_text(json.dumps(result, indent=1) + "\n")
-    try:
-        ddp = wrap_ddp(model) if args.ddp_views else None
-    except Exception:
-        traceback.print_exc()
-        ddp = None
-    if ddp is not None:
-        for views in args.ddp_views:
-            row = run_row(model, teacher, optimizers, views, args.size, True, args.warmup, args.steps, ddp)
-            result["rows"].append(row)
-            print(f"[ddp] {json.dumps(row)}", flush=True)
-            args.out.write_text(json.dumps(result, indent=1) + "\n")
+    if args.ddp_views:
+        try:
+            ddp = wrap_ddp(model)
+        except Exception:  # a DDP group that can't start must not cost the rows above their plot
+            traceback.print_exc()
+        else:
+            for views in args.ddp_views:
+                keep(run_row(model, teacher, optimizers, views, args.size, True, args.warmup, args.steps, ddp), "ddp")
     plot(result, args.out.with_suffix(".png"))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
     return 0
