@@ -76,12 +76,9 @@ from jaxtyping import Float
 from PIL import Image
 from torch import Tensor
 
+from ff3r_ns.data.classes import BED, CEILING, CHAIR, CLASS_NAMES, FLOOR, OTHER, SOFA, TABLE, WALL  # noqa: F401
 from ff3r_ns.network.cameras import opencv_to_opengl_c2w
 
-CLASS_NAMES: tuple[str, ...] = ("wall", "floor", "ceiling", "chair", "table", "sofa", "bed", "other")
-"""Class names of ids 1..8 (0 = nothing)."""
-
-WALL, FLOOR, CEILING, CHAIR, TABLE, SOFA, BED, OTHER = range(1, 9)
 
 FORMAT_VERSION = 1
 FEATURE_DIM = 512
