@@ -15,16 +15,21 @@ VENV=.venv
 STAMP="$VENV/.ff3r-setup"
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
 
-# ns-export imports open3d, which needs libusb (a Debian package).
-if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
+# Debian packages that nerfstudio's commands need (apt-get when root, a warning otherwise):
+# ns-export imports open3d, which needs libusb; ns-render writes its videos with ffmpeg.
+declare -A DEB_WHY=([libusb-1.0-0]="ns-export (through open3d)" [ffmpeg]="ns-render videos")
+missing=()
+ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || missing+=(libusb-1.0-0)
+command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+for pkg in "${missing[@]}"; do
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    echo "[setup] installing libusb-1.0-0 (needed by ns-export through open3d)"
-    (apt-get update -qq && apt-get install -y -qq libusb-1.0-0 >/dev/null) \
-      || echo "[setup] warning: could not install libusb-1.0-0; ns-export will fail until it is installed"
+    echo "[setup] installing $pkg (needed by ${DEB_WHY[$pkg]})"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null) \
+      || echo "[setup] warning: could not install $pkg; ${DEB_WHY[$pkg]} will fail until it is installed"
   else
-    echo "[setup] warning: install the Debian package libusb-1.0-0 for ns-export (needs root)"
+    echo "[setup] warning: install the Debian package $pkg for ${DEB_WHY[$pkg]} (needs root)"
   fi
-fi
+done
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && "$VENV/bin/python" -c "import ff3r_ns, nerfstudio, gsplat" 2>/dev/null; then
   echo "[setup] .venv is up to date"
