@@ -3,9 +3,11 @@
     python scripts/benchmark.py --preset large --views 2 8 16 32 64 128 --size 448
     python scripts/benchmark.py --reference-vggt .ref     # VGGT-1B's own code, for the ratio
 
-Random weights (no checkpoint is needed to time a network), bf16 weights on CUDA (every op in bf16;
-``--autocast`` adds autocast, whose float32 LayerNorm outputs cost 10 %), fused attention. VGGT's
-reference runs as its own demo does: float32 weights under bf16 autocast, heads in float32.
+Random weights (no checkpoint is needed to time a network). On CUDA FF3R runs as ``ns-train ff3r`` does
+(``--precision mixed``, ``network/precision.py``): the backbone's matmuls in bf16 under autocast, heads,
+unprojection and voxelization in float32; ``--precision cast`` times the whole network cast to bf16 (the
+previous inference, less exact). VGGT's reference runs as its own demo does: float32 weights under bf16
+autocast, heads in float32. ``--kernels N`` adds a profile of the N costliest CUDA kernels.
 Each row is the median of ``--repeats`` timed runs after one warm-up run, synchronized, and the peak
 GPU memory of those runs. Writes docs/benchmarks/<gpu>-<preset>.json (rows: views, seconds, peak_gib,
 gaussians_before, gaussians_after) and a plot beside it.
@@ -99,10 +101,11 @@ def real_images(scene_path: str, views: int, size: int, repeat: bool = False) ->
 
 
 def ff3r_runner(
-    preset: str, size: int, device: torch.device, dtype: torch.dtype, profile: bool = False, autocast: bool = False,
+    preset: str, size: int, device: torch.device, dtype: torch.dtype, profile: bool = False, precision: str = "mixed",
     compile_blocks: bool = False, weights: str | None = None, scene: str | None = None, repeat_views: bool = False,
 ):
     from ff3r_ns.network.ff3r import FF3R
+    from ff3r_ns.network.precision import prepare_inference
     from ff3r_ns.network.weights import load_ff3r_checkpoint
 
     if weights:
@@ -110,7 +113,11 @@ def ff3r_runner(
     else:
         with device:  # random init directly on the GPU: seconds instead of minutes for 1.6 B parameters
             model = FF3R.from_preset(preset)
-    model = model.to(dtype=dtype).eval()
+    if precision == "mixed":
+        model = prepare_inference(model, device, dtype)
+        input_dtype = torch.float32
+    else:
+        model, input_dtype = model.to(dtype=dtype).eval(), dtype
     events = stage_timer(model) if profile and device.type == "cuda" else None
     if compile_blocks:
         for blocks in (model.aggregator.frame_blocks, model.aggregator.global_blocks, model.aggregator.patch_embed.blocks):
@@ -119,14 +126,13 @@ def ff3r_runner(
 
     def run(views: int) -> Callable[[], dict]:
         if scene:
-            images = real_images(scene, views, size, repeat_views).to(device=device, dtype=dtype)
+            images = real_images(scene, views, size, repeat_views).to(device=device, dtype=input_dtype)
         else:
-            images = torch.rand(1, views, 3, size, size, device=device, dtype=dtype)
+            images = torch.rand(1, views, 3, size, size, device=device, dtype=input_dtype)
 
         @torch.inference_mode()
         def call() -> dict:
-            with torch.autocast(device.type, dtype=dtype, enabled=autocast and dtype != torch.float32):
-                out = model(images)
+            out = model(images)
             info = {"gaussians_before": out.num_pixel_gaussians, "gaussians_after": len(out.gaussians)}
             if events is not None:
                 torch.cuda.synchronize()
@@ -143,9 +149,10 @@ def vggt_reference_runner(path: str, size: int, device: torch.device, dtype: tor
     sys.path.insert(0, str(Path(path).resolve()))
     from vggt.models.vggt import VGGT  # noqa: E402  (reference code, never shipped with this project)
 
-    model = VGGT()
+    with device:  # random init directly on the GPU
+        model = VGGT()
     model.point_head = model.track_head = None  # aggregator + camera + depth heads, as FF3R uses them
-    model = model.to(device).eval()
+    model = model.eval()
 
     def run(views: int) -> Callable[[], dict]:
         images = torch.rand(1, views, 3, size, size, device=device)
@@ -159,6 +166,23 @@ def vggt_reference_runner(path: str, size: int, device: torch.device, dtype: tor
         return call
 
     return run
+
+
+def kernel_profile(call: Callable[[], dict], top: int) -> dict[str, float]:
+    """Milliseconds of the ``top`` costliest CUDA kernels in one call, plus their total and the whole."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        call()
+        torch.cuda.synchronize()
+    totals: dict[str, float] = {}
+    for event in prof.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            totals[event.name] = totals.get(event.name, 0.0) + event.device_time_total / 1e3
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])
+    table = {name[:120]: round(ms, 2) for name, ms in ranked[:top]}
+    table["(all kernels)"] = round(sum(totals.values()), 2)
+    return table
 
 
 def view_size(meta: dict) -> str:
@@ -224,8 +248,10 @@ def main() -> None:
     parser.add_argument("--out-dir", default="docs/benchmarks")
     parser.add_argument("--sdpa", default="default", choices=["default", "cudnn", "flash", "efficient"], help="attention backend")
     parser.add_argument(
-        "--autocast", action="store_true", help="also wrap the bf16 model in autocast (LayerNorm then outputs float32)"
+        "--precision", default="mixed", choices=["mixed", "cast"],
+        help="mixed: bf16 backbone matmuls, float32 heads (as ns-train ff3r runs); cast: every op in bf16",
     )
+    parser.add_argument("--kernels", type=int, default=0, help="profile the N costliest CUDA kernels at each view count")
     parser.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks")
     parser.add_argument("--profile", action="store_true", help="also time each stage (CUDA events)")
     parser.add_argument("--plot", nargs="+", default=None, help="only plot existing result JSONs (overlaid)")
@@ -244,9 +270,9 @@ def main() -> None:
     if args.reference_vggt:
         label, make = "vggt1b-reference", vggt_reference_runner(args.reference_vggt, args.size, device, dtype)
     else:
-        label = args.label or (args.preset + ("-autocast" if args.autocast else "") + ("-compiled" if args.compile else ""))
+        label = args.label or (args.preset + ("-cast" if args.precision == "cast" else "") + ("-compiled" if args.compile else ""))
         make = ff3r_runner(
-            args.preset, args.size, device, dtype, args.profile, args.autocast, args.compile, args.weights, args.scene,
+            args.preset, args.size, device, dtype, args.profile, args.precision, args.compile, args.weights, args.scene,
             args.repeat_views,
         )
 
@@ -254,7 +280,10 @@ def main() -> None:
     for views in args.views:
         try:
             with attention_backends(args.sdpa):
-                seconds, peak, info = time_call(make(views), args.repeats, device)
+                call = make(views)
+                seconds, peak, info = time_call(call, args.repeats, device)
+                if args.kernels and device.type == "cuda":
+                    info["kernels_ms"] = kernel_profile(call, args.kernels)
         except torch.OutOfMemoryError:
             print(f"{views:4d} views: out of memory", flush=True)
             rows.append({"views": views, "seconds": None, "peak_gib": None, "oom": True})
@@ -276,6 +305,7 @@ def main() -> None:
         "dtype": str(dtype).replace("torch.", ""),
         "repeats": args.repeats,
         "model": label,
+        "precision": "vggt-autocast" if args.reference_vggt else args.precision,
         "sdpa": args.sdpa,
         "weights": args.weights or "random",
         "scene": args.scene or "random images",

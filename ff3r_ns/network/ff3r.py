@@ -30,6 +30,7 @@ from ff3r_ns.network.fusion import TokenWiseFusion
 from ff3r_ns.network.gaussian_head import GaussianHead
 from ff3r_ns.network.gaussians import Gaussians
 from ff3r_ns.network.geometry import GeometryEncoder
+from ff3r_ns.network.precision import backbone_autocast, full_precision, parameter_dtype
 from ff3r_ns.network.semantic import LSegImageEncoder
 from ff3r_ns.network.voxelize import semantic_aware_voxelize
 
@@ -132,6 +133,8 @@ class FF3R(nn.Module):
         )
         self.checkpointed: frozenset[str] = frozenset()
         """Parts recomputed in the backward pass (`set_activation_checkpointing`)."""
+        self.backbone_dtype: Optional[torch.dtype] = None
+        """Autocast dtype of the backbone (``precision.py``; None: the caller's autocast, if any)."""
 
     def set_activation_checkpointing(self, parts: Union[bool, Iterable[str]] = True) -> "FF3R":
         """Recompute these parts (``checkpointing.NETWORK_PARTS``; True: all) in the backward pass instead of
@@ -182,27 +185,33 @@ class FF3R(nn.Module):
             raise ValueError(f"image size {h}x{w} must be a multiple of the patch size {p}; resize the views")
         layers = self.config.geometry.intermediate_layer_idx
 
-        tokens_list, patch_start = self.aggregator(images, keep_layers=layers)
-        sem_tokens, sem_features, sem_grid = self.encode_semantics(images.flatten(0, 1))
-        sem_features = sem_features.reshape(b, s, *sem_features.shape[1:])
-        if self.fusion is not None:
-            # Eq. 1 on the last layer only, which every head reads (the camera head reads nothing else).
-            fused = run_checkpointed(
-                "fusion" in self.checkpointed, self.fusion, tokens_list[-1], sem_tokens.reshape(b, s, *sem_tokens.shape[1:]),
-                patch_start, (h // p, w // p), sem_grid,
-            )  # fmt: skip
-            tokens_list = [*tokens_list[:-1], fused]
+        with backbone_autocast(images.device, self.backbone_dtype):
+            tokens_list, patch_start = self.aggregator(images, keep_layers=layers)
+            sem_tokens, sem_features, sem_grid = self.encode_semantics(images.flatten(0, 1))
+            sem_features = sem_features.reshape(b, s, *sem_features.shape[1:])
+            if self.fusion is not None:
+                # Eq. 1 on the last layer only, which every head reads (the camera head reads nothing else).
+                fused = run_checkpointed(
+                    "fusion" in self.checkpointed, self.fusion, tokens_list[-1],
+                    sem_tokens.reshape(b, s, *sem_tokens.shape[1:]), patch_start, (h // p, w // p), sem_grid,
+                )  # fmt: skip
+                tokens_list = [*tokens_list[:-1], fused]
 
-        chunk = self.config.heads.frames_chunk_size
-        pose_enc_list = self.camera_head(tokens_list, num_iterations=self.config.heads.camera_iterations)
-        depth, depth_conf = self.depth_head(tokens_list, images, patch_start, frames_chunk_size=chunk)
-        depth = depth[..., 0].float()
-        extrinsics, intrinsics = decode_cameras(pose_enc_list[-1], (h, w))
-        raw = self.gaussian_head.raw_parameters(tokens_list, images, sem_features, patch_start, chunk)
-        do_voxelize = self.config.voxel.enabled if voxelize is None else voxelize
-        pixel, gaussians = run_checkpointed(
-            "gaussians" in self.checkpointed, self._gaussians, raw, images, depth, extrinsics, intrinsics, do_voxelize
-        )
+        # Heads, unprojection and voxelization with autocast off, as VGGT runs its heads (precision.py).
+        with full_precision(images.device):
+            dtype = parameter_dtype(self.depth_head)
+            tokens_list = [t.to(dtype) for t in tokens_list]
+            images, sem_features = images.to(dtype), sem_features.to(dtype)
+            chunk = self.config.heads.frames_chunk_size
+            pose_enc_list = self.camera_head(tokens_list, num_iterations=self.config.heads.camera_iterations)
+            depth, depth_conf = self.depth_head(tokens_list, images, patch_start, frames_chunk_size=chunk)
+            depth = depth[..., 0].float()
+            extrinsics, intrinsics = decode_cameras(pose_enc_list[-1], (h, w))
+            raw = self.gaussian_head.raw_parameters(tokens_list, images, sem_features, patch_start, chunk)
+            do_voxelize = self.config.voxel.enabled if voxelize is None else voxelize
+            pixel, gaussians = run_checkpointed(
+                "gaussians" in self.checkpointed, self._gaussians, raw, images, depth, extrinsics, intrinsics, do_voxelize
+            )
         return FF3ROutput(
             pose_enc_list=pose_enc_list,
             extrinsics=extrinsics,

@@ -46,6 +46,7 @@ from torch import Tensor
 from ff3r_ns.network.cameras import c2w_to_w2c, encode_pose, to_4x4, unproject_depth, w2c_to_c2w
 from ff3r_ns.network.config import FF3RConfig, preset
 from ff3r_ns.network.ff3r import decode_cameras, geometry_modules
+from ff3r_ns.network.precision import full_precision, parameter_dtype
 from ff3r_ns.network.weights import VGGT_HUB_ID, Source, load_vggt_weights
 
 GeometryTeacherKind = Literal["dataset", "vggt"]
@@ -190,8 +191,12 @@ class VGGTTeacher(nn.Module):
         images = batch.images
         hw = batch.image_hw
         tokens, patch_start = self.aggregator(images, keep_layers=self.config.geometry.intermediate_layer_idx)
-        pose_enc = self.camera_head(tokens, num_iterations=self.config.heads.camera_iterations)[-1]
-        depth, conf = self.depth_head(tokens, images, patch_start, frames_chunk_size=self.config.heads.frames_chunk_size)
+        # VGGT's heads run with autocast off, in float32 (network/precision.py).
+        with full_precision(images.device):
+            dtype = parameter_dtype(self.depth_head)
+            tokens, images = [t.to(dtype) for t in tokens], images.to(dtype)
+            pose_enc = self.camera_head(tokens, num_iterations=self.config.heads.camera_iterations)[-1]
+            depth, conf = self.depth_head(tokens, images, patch_start, frames_chunk_size=self.config.heads.frames_chunk_size)
         w2c, intrinsics = decode_cameras(pose_enc, hw)
         w2c, depth, scale = normalize_geometry(w2c_to_c2w(to_4x4(w2c)), intrinsics, depth[..., 0].float())
         return GeometryTargets(
