@@ -66,6 +66,7 @@ from ff3r_ns.eval.protocol import (
 from ff3r_ns.network.cameras import c2w_to_w2c, to_4x4, w2c_to_c2w
 from ff3r_ns.network.ff3r import FF3R
 from ff3r_ns.network.gaussians import Gaussians
+from ff3r_ns.network.precision import prepare_inference
 from ff3r_ns.network.semantic import TextEncoder
 from ff3r_ns.network.weights import WeightsUnavailable, load_ff3r_checkpoint
 from ff3r_ns.ns.dataparsers import opencv_cameras
@@ -321,10 +322,11 @@ class FF3RPipeline(Pipeline):
         assert scene is not None and selection is not None
         height, width = self._view_size(network)
         views = load_views(scene, selection.context, (height, width), depth=True, labels=True)
-        # bf16 weights and inputs on CUDA (the benchmark's inference mode); float32 on the CPU.
+        # On CUDA the backbone's matmuls run in bf16 and the heads in float32, as VGGT runs (precision.py);
+        # everything is float32 on the CPU.
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        network = network.to(device=device, dtype=dtype).eval()
-        images = views.images[None].to(device=device, dtype=dtype)
+        network = prepare_inference(network, device, dtype)
+        images = views.images[None].to(device=device)
         # nerfstudio's ns-train turns on cuDNN autotuning, which tunes every convolution shape on first use:
         # seconds for a single pass, so it is off here.
         benchmark, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False
@@ -336,7 +338,7 @@ class FF3RPipeline(Pipeline):
         voxelized = self.config.voxelize if self.config.voxelize is not None else network.config.voxel.enabled
         CONSOLE.print(
             f"FF3R forward pass: {seconds:.3f} s for {num_views} views of {width}x{height} on {device.type} "
-            f"({str(dtype).removeprefix('torch.')})"
+            f"({'bf16 backbone, float32 heads' if dtype == torch.bfloat16 else 'float32'})"
             + ("" if warmup_seconds is None else f", after a 2-view warm-up pass of {warmup_seconds:.3f} s"),
             soft_wrap=True,
         )
@@ -384,7 +386,7 @@ class FF3RPipeline(Pipeline):
             "scene": str(scene.root),
             "weights": resolve_weights(self.config.weights),
             "device": str(device),
-            "dtype": str(dtype).removeprefix("torch."),
+            "dtype": "bf16 backbone matmuls, float32 heads" if dtype == torch.bfloat16 else "float32",
             "forward_seconds": seconds,
             "warmup_seconds": warmup_seconds,
             "gaussians_pixel_aligned": before,
