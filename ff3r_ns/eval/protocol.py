@@ -60,6 +60,7 @@ def select_views(
     max_views: int = 64,
     holdout_every: int = 8,
     camera_centers: Optional[np.ndarray] = None,
+    stride: Optional[int] = None,
 ) -> ViewSelection:
     """Context and target frames of a scene.
 
@@ -69,7 +70,8 @@ def select_views(
       remaining frames are thinned to ``max_views`` evenly spaced ones. Without poses, or when holding
       out would leave fewer than 2 context views, nothing is held out (a target can't be placed without
       a pose).
-    - ``"sparse-N"`` (N = 2, 6, 16): :func:`ff3r_ns.data.sampling.sparse_split` (test interval 1).
+    - ``"sparse-N"`` (N = 2, 6, 16): :func:`ff3r_ns.data.sampling.sparse_split` (test interval 1),
+      ``stride`` frames between a context view and the next target (None: the widest span that fits).
     - ``"dense-N"`` (N = 32, 48, 64): :func:`ff3r_ns.data.sampling.dense_split` on the camera centres
       (evenly in time without poses); needs at least 72 frames.
 
@@ -95,7 +97,7 @@ def select_views(
         return ViewSelection(context=rest, targets=targets)
     kind, count = setting.split("-")
     if kind == "sparse":
-        context, targets = sparse_split(num_frames, int(count))
+        context, targets = sparse_split(num_frames, int(count), stride=stride)
     else:
         context, targets = dense_split(num_frames, camera_centers, num_sampled=DENSE_SAMPLED[int(count)])
     return ViewSelection(context=context, targets=targets if camera_centers is not None else [])
