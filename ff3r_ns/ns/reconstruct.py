@@ -27,12 +27,11 @@ import dataclasses
 import importlib
 import json
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Type
 
-import numpy as np
 import torch
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.configs.base_config import MachineConfig
@@ -42,8 +41,6 @@ from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.pipelines.base_pipeline import Pipeline, VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 from nerfstudio.utils.rich_utils import CONSOLE
-from PIL import Image
-from rich.progress import track
 from torch import Tensor, nn
 from torch.nn import Parameter
 
@@ -51,13 +48,14 @@ import ff3r_ns
 from ff3r_ns.data.synthetic import CLASS_NAMES, class_embeddings
 from ff3r_ns.data.views import Views, fit_size, load_views
 from ff3r_ns.eval.alignment import align_poses, apply_sim3, pose_errors
-from ff3r_ns.eval.metrics import MetricUnavailable, depth_metrics, lpips_metric, psnr, segmentation_metrics, ssim
+from ff3r_ns.eval.class_text import class_text, is_synthetic_room
+from ff3r_ns.eval.evaluate import ClassText, EvalConfig, Evaluation, Reconstruction, evaluate_reconstruction
+from ff3r_ns.eval.pseudo_labels import lseg_pseudo_labeler
 from ff3r_ns.eval.protocol import (
     POSE_REFINE_LR,
     POSE_REFINE_STEPS,
     VIEW_SETTINGS,
     ViewSelection,
-    refine_pose,
     select_views,
     sim3_matrix,
     transform_gaussians,
@@ -67,7 +65,6 @@ from ff3r_ns.network.cameras import c2w_to_w2c, to_4x4, w2c_to_c2w
 from ff3r_ns.network.ff3r import FF3R
 from ff3r_ns.network.gaussians import Gaussians
 from ff3r_ns.network.precision import prepare_inference
-from ff3r_ns.network.semantic import TextEncoder
 from ff3r_ns.network.weights import WeightsUnavailable, load_ff3r_checkpoint
 from ff3r_ns.ns.dataparsers import opencv_cameras
 from ff3r_ns.ns.errors import user_errors
@@ -78,7 +75,6 @@ SHIPPED_WEIGHTS = Path(ff3r_ns.__file__).resolve().parent / "weights" / "ff3r-sm
 """The checkpoint ``ns-train ff3r`` uses when ``--pipeline.weights`` is not given (the small preset)."""
 REPORT_FILE = "reconstruction.json"
 """What ``ns-train ff3r`` writes beside config.yml: timings, Gaussian counts, views, pose errors."""
-NO_POSES = "the scene has no camera poses, so held-out target views cannot be placed in the reconstruction"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -137,19 +133,6 @@ def resolve_weights(weights: Optional[str]) -> str:
     return str(SHIPPED_WEIGHTS)
 
 
-def is_synthetic_room(path: Path) -> bool:
-    """Whether the scene at ``path`` (its folder or transforms.json) is a synthetic room written by
-    ``scripts/make_synthetic.py``, whose text space is ``class_embeddings()``."""
-    path = Path(path)
-    transforms = path if path.suffix == ".json" else path / "transforms.json"
-    if not transforms.is_file():
-        return False
-    try:
-        return "ff3r_synthetic" in json.loads(transforms.read_text())
-    except (OSError, ValueError):
-        return False
-
-
 class SyntheticTextSpace(nn.Module):
     """The text space of a synthetic room's stand-in teacher: a class name's embedding is its row of
     :func:`~ff3r_ns.data.synthetic.class_embeddings`. Has ``TextEncoder.encode``'s signature.
@@ -177,16 +160,6 @@ class SyntheticTextSpace(nn.Module):
             )
         generic = torch.nn.functional.normalize(table.mean(dim=0), dim=0)
         return torch.stack([table[CLASS_NAMES.index(p)] if p in CLASS_NAMES else generic for p in prompts])
-
-
-@dataclass
-class _Evaluation:
-    """What ns-eval gathers: values per evaluated view (averaged later), scene-level values, and the reason
-    of every metric that could not be computed."""
-
-    per_view: Dict[str, List[float]] = field(default_factory=lambda: defaultdict(list))
-    scene: Dict[str, Any] = field(default_factory=dict)
-    absent: Dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -225,6 +198,9 @@ class FF3RPipelineConfig(VanillaPipelineConfig):
     lpips_weights: Optional[str] = None
     """ns-eval: torchvision VGG16 checkpoint for LPIPS (vgg16-397923af.pth); None: torchvision's cache. LPIPS is
     reported absent, with the reason, where the file is missing."""
+    lseg_weights: Optional[str] = None
+    """ns-eval: LSeg's demo_e200.ckpt; with it, mIoU and accuracy against LSeg's own 2D argmax over the class
+    words on the same views (``miou_lseg_pseudo``, the Feature-3DGS protocol), besides the labels' ``miou``."""
 
 
 class FF3RPipeline(Pipeline):
@@ -481,156 +457,53 @@ class FF3RPipeline(Pipeline):
         )
         return {key: None if value is None else value[0] for key, value in out.items()}
 
-    def _class_text(self) -> tuple[Optional[Tensor], str]:
-        """Unit text embeddings of ``CLASS_NAMES`` and where they come from, or None and why not."""
-        assert self.datamanager.scene is not None
-        if is_synthetic_room(self.datamanager.scene.root):
-            return SyntheticTextSpace().encode(CLASS_NAMES), "synthetic class embeddings"
-        try:
-            encoder = TextEncoder(weights=self.model.config.text_encoder_weights).eval()
-        except FileNotFoundError as error:
-            return None, f"no text encoder for the class prompts: {error}"
-        with torch.no_grad():
-            return encoder.encode(list(CLASS_NAMES)).float(), "CLIP ViT-B/32 text encoder"
+    def _reconstruction(self) -> Reconstruction:
+        """The saved run as the evaluation protocol sees it."""
+        state, device = self.state, self.model.device
+        projection = semantic_projection(self.model.semantic_proj.state_dict()).to(device)
+        seconds = self.report.get("forward_seconds")
+        return Reconstruction(
+            render=self._render,
+            classify=lambda features, text: lifted_dot(features, projection, text),
+            context_indices=[int(i) for i in state.context_indices],
+            context_c2w=state.context_c2w.to(device),
+            context_intrinsics=state.context_intrinsics,
+            image_hw=(int(state.image_hw[0]), int(state.image_hw[1])),
+            depth=state.depth.float(),
+            scale=state.scale,
+            seconds=seconds,
+            seconds_absent=f"a restored run does not time its forward pass again: see forward_seconds in {REPORT_FILE}",
+        )
 
-    def _evaluate(self, output_path: Optional[Path] = None) -> "_Evaluation":
-        """Every metric of the run, or the reason it is absent."""
+    def _class_text(self) -> ClassText:
+        """The class words' embeddings in the reconstruction's text space, or why none."""
+        assert self.datamanager.scene is not None
+        return class_text(self.datamanager.scene.root, self.model.config.text_encoder_weights, self.config.lseg_weights)
+
+    def _evaluate(self, output_path: Optional[Path] = None) -> Evaluation:
+        """Every metric of the run, or the reason it is absent (``ff3r_ns.eval.evaluate``)."""
         scene, context = self.datamanager.scene, self.datamanager.context
         if scene is None or context is None or self.selection is None:
             raise RuntimeError("evaluation needs the scene: load the run with ns-eval (test mode), not for inference")
-        result = _Evaluation()
-        result.scene.update(num_context_views=len(context), num_target_views=0)
-        context_features = self._evaluate_context(result)
-        target_features, target_labels = self._evaluate_targets(result, output_path)
-        if target_labels is not None:
-            self._evaluate_segmentation(result, target_features, target_labels, "targets")
-        elif context.labels is not None:
-            self._evaluate_segmentation(result, context_features, context.labels, "context")
-        else:
-            result.absent["miou"] = result.absent["accuracy"] = "the scene has no per-pixel class labels"
-        self._evaluate_geometry(result)
-        return result
-
-    def _evaluate_context(self, result: "_Evaluation") -> list[Tensor]:
-        """PSNR/SSIM of the context views from their predicted cameras (how well the input is reproduced);
-        returns their rendered semantic features."""
-        context, state = self.datamanager.context, self.state
-        assert context is not None
-        features = []
-        for i in range(len(context)):
-            with torch.no_grad():
-                out = self._render(state.context_c2w[i], state.context_intrinsics[i], features=True)
-            rgb, image = out["rgb"].permute(2, 0, 1).cpu(), context.images[i]
-            result.per_view["context_psnr"].append(float(psnr(rgb, image)))
-            result.per_view["context_ssim"].append(float(ssim(rgb[None], image[None])[0]))
-            features.append(out["features"])
-        return features
-
-    def _evaluate_targets(
-        self, result: "_Evaluation", output_path: Optional[Path]
-    ) -> tuple[list[Tensor], Optional[Tensor]]:
-        """Novel-view PSNR/SSIM/LPIPS at the held-out targets, each placed at the dataset's pose and refined
-        photometrically; returns their rendered semantic features and their labels (None without)."""
-        scene, state, device = self.datamanager.scene, self.state, self.model.device
-        assert scene is not None and self.selection is not None
-        targets = self.selection.targets
-        if not scene.has_poses or not targets:
-            reason = NO_POSES if not scene.has_poses else (
-                f"no held-out target views (views={self.config.views!r}, holdout_every={self.config.holdout_every}, "
-                f"{len(scene)} frames)"
-            )  # fmt: skip
-            result.absent.update({name: reason for name in ("psnr", "ssim", "lpips")})
-            return [], None
-        views = load_views(scene, targets, tuple(int(v) for v in state.image_hw), labels=True)
-        assert views.camera_to_worlds is not None
-        intrinsics = views.intrinsics
-        if intrinsics is None:  # no calibration on disk: the predicted focal lengths, averaged
-            intrinsics = state.context_intrinsics.mean(dim=0, keepdim=True).expand(len(targets), 3, 3)
-        result.scene["num_target_views"] = len(targets)
-        features = []
-        steps = f"{self.config.eval_pose_steps} pose-refinement steps each"
-        for j, frame in enumerate(track(targets, description=f"Held-out views ({steps})", console=CONSOLE)):
-            image = views.images[j]
-            refined = refine_pose(
-                lambda pose, K=intrinsics[j]: self._render(pose, K)["rgb"],
-                views.camera_to_worlds[j].to(device),
-                image.permute(1, 2, 0).to(device),
-                steps=self.config.eval_pose_steps,
-                lr=self.config.eval_pose_lr,
-                translation_scale=state.scale,
-            )
-            with torch.no_grad():
-                out = self._render(refined.c2w, intrinsics[j], features=True)
-            rgb = out["rgb"].permute(2, 0, 1).cpu()
-            result.per_view["psnr"].append(float(psnr(rgb, image)))
-            result.per_view["ssim"].append(float(ssim(rgb[None], image[None])[0]))
-            result.per_view["pose_refine_l1_before"].append(refined.initial_loss)
-            result.per_view["pose_refine_l1_after"].append(refined.final_loss)
-            if "lpips" not in result.absent:
-                try:
-                    value = float(lpips_metric(rgb[None], image[None], self.config.lpips_weights)[0])
-                except MetricUnavailable as error:
-                    result.absent["lpips"] = str(error)
-                else:
-                    result.per_view["lpips"].append(value)
-            features.append(out["features"])
-            if output_path is not None:
-                pair = torch.cat([image, rgb], dim=2).permute(1, 2, 0).clamp(0, 1).mul(255).round().byte().numpy()
-                Image.fromarray(pair).save(Path(output_path) / f"target_{frame:05d}.png")
-        return features, views.labels
-
-    def _evaluate_segmentation(self, result: "_Evaluation", features: list[Tensor], labels: Tensor, views: str) -> None:
-        """mIoU and accuracy of the class prompts against the rendered features of ``views``."""
-        text, source = self._class_text()
-        if text is None:
-            result.absent["miou"] = result.absent["accuracy"] = source
-            return
-        device = self.model.device
-        projection = semantic_projection(self.model.semantic_proj.state_dict()).to(device)
-        predicted = torch.stack([lifted_dot(f, projection, text.to(device)).argmax(dim=-1).cpu() + 1 for f in features])
-        metrics = segmentation_metrics(predicted, labels, num_classes=len(CLASS_NAMES))
-        result.scene.update(miou=metrics["miou"], accuracy=metrics["accuracy"])
-        result.scene.update(segmentation_views=views, segmentation_text=source)
-        result.scene["per_class_iou"] = {
-            CLASS_NAMES[c - 1]: iou for c, iou in metrics["per_class_iou"].items() if not np.isnan(iou)
-        }
-
-    def _evaluate_geometry(self, result: "_Evaluation") -> None:
-        """Depth of the context views (the depth head's, scale and shift fitted per image) and their cameras."""
-        scene, context, state = self.datamanager.scene, self.datamanager.context, self.state
-        assert scene is not None and context is not None
-        if context.depth is None:
-            result.absent["depth_abs_rel"] = result.absent["depth_inlier_ratio_1.03"] = (
-                "the scene has no ground-truth depth"
-            )
-        else:
-            depth = depth_metrics(state.depth.float(), context.depth)
-            result.scene.update({f"depth_{name}": value for name, value in depth.items()})
-        if scene.has_poses:
-            truth = scene.camera_to_worlds[[int(i) for i in state.context_indices]]
-            errors = pose_errors(state.context_c2w.double().numpy(), truth, align=False)
-            result.scene.update({f"pose_{name}": value for name, value in errors.items()})
-        else:
-            result.absent["pose_rotation_deg_mean"] = result.absent["pose_translation_mean"] = (
-                "the scene has no camera poses"
-            )
+        labeler, pseudo_absent = lseg_pseudo_labeler(self.config.lseg_weights, CLASS_NAMES, device=self.model.device)
+        config = EvalConfig(self.config.eval_pose_steps, self.config.eval_pose_lr, self.config.lpips_weights)
+        return evaluate_reconstruction(
+            self._reconstruction(), scene, context, self.selection.targets, self._class_text(), config,
+            pseudo_labeler=labeler, pseudo_absent=pseudo_absent, output_path=output_path, console=CONSOLE,
+            no_targets=f"no held-out target views (views={self.config.views!r}, holdout_every="
+            f"{self.config.holdout_every}, {len(scene)} frames)",
+        )  # fmt: skip
 
     def get_average_eval_image_metrics(
         self, step: Optional[int] = None, output_path: Optional[Path] = None, get_std: bool = False
     ) -> Dict[str, Any]:
-        """Novel-view PSNR/SSIM/LPIPS, mIoU and accuracy, depth AbsRel and inlier ratio, context-view PSNR
-        and pose errors; what can't be computed is listed under ``"absent"`` with the reason."""
+        """Novel-view PSNR/SSIM/LPIPS, mIoU and accuracy (labels; LSeg pseudo-labels with --pipeline.lseg-weights),
+        depth AbsRel and inlier ratio, context-view PSNR, pose errors and time; what can't be computed is listed
+        under ``"absent"`` with the reason."""
         if output_path is not None:
             Path(output_path).mkdir(parents=True, exist_ok=True)
-        evaluation = self._evaluate(output_path)
-        results: Dict[str, Any] = {}
-        for name, values in evaluation.per_view.items():
-            results[name] = float(np.mean(values))
-            if get_std:
-                results[f"{name}_std"] = float(np.std(values))
-        results.update(evaluation.scene)
-        results["absent"] = evaluation.absent
-        for name, reason in evaluation.absent.items():
+        results = self._evaluate(output_path).summary(get_std)
+        for name, reason in results["absent"].items():
             CONSOLE.print(f"[yellow]{name}: not computed ({reason})", soft_wrap=True)
         return results
 
