@@ -201,7 +201,7 @@ class FF3R(nn.Module):
         with full_precision(images.device):
             dtype = parameter_dtype(self.depth_head)
             tokens_list = [t.to(dtype) for t in tokens_list]
-            images, sem_features = images.to(dtype), sem_features.to(dtype)
+            images = images.to(dtype)  # LSeg's features stay in their dtype: the Gaussian head casts each chunk
             chunk = self.config.heads.frames_chunk_size
             pose_enc_list = self.camera_head(tokens_list, num_iterations=self.config.heads.camera_iterations)
             depth, depth_conf = self.depth_head(tokens_list, images, patch_start, frames_chunk_size=chunk)

@@ -115,7 +115,8 @@ class GaussianHead(nn.Module):
         n = feats.shape[0] * feats.shape[1]
         rgb = images[:, frames].reshape(n, 3, h, w)
         # A 1x1 conv commutes with bilinear upsampling, so reduce channels before upsampling.
-        sem = self.semantic_skip(semantic_features[:, frames].reshape(n, *semantic_features.shape[2:]))
+        sem = semantic_features[:, frames].reshape(n, *semantic_features.shape[2:]).to(feats.dtype)
+        sem = self.semantic_skip(sem)
         sem = F.interpolate(sem, size=(h, w), mode="bilinear", align_corners=False)
         x = torch.cat([feats.reshape(n, -1, h, w), self.rgb_skip(rgb), sem.to(feats.dtype)], dim=1)
         return self.out(x).reshape(b, end - start, sum(self.split_sizes), h, w)
