@@ -2,9 +2,9 @@
 
     python scripts/make_synthetic.py demo/room0 --num-views 64 --image-size 448 --seed 0
 
-The folder layout and file formats are described in ``ff3r_ns/data/synthetic.py``. The same
-arguments always give bit-identical files. An existing folder is only replaced if it holds a
-previous synthetic scene.
+The folder layout and file formats are described in the docstring of the ``ff3r_ns.data.synthetic``
+package. The same arguments always give bit-identical files. An existing folder is only replaced if it
+holds a previous synthetic scene.
 """
 
 from __future__ import annotations
