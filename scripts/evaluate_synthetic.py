@@ -1,24 +1,29 @@
 """Evaluate FF3R networks on held-out synthetic rooms: views, depth, cameras and semantics.
 
     python scripts/evaluate_synthetic.py data/rooms/eval --model trained=runs/.../ff3r --init small \
-        --json eval.json
+        --json eval.json [--views 8] [--gap 2] [--pose-steps 100]
 
-Protocol (per room, docs/TRAINING.md):
+Protocol (per room): the one of ``ff3r_ns.eval.evaluate``, which ``ns-eval`` and ``scripts/evaluate.py`` use.
 
-- views: ``sparse_split(num_frames, 8)``: 8 context views (every second frame from the first) and the 7
-  frames between them as novel-view targets, all center-cropped and resized to the network's image size;
-- context: the 8 views are reconstructed in one forward pass and rendered back with the *predicted*
-  cameras: PSNR / SSIM against the inputs; depth: the depth head's maps against the ground truth
-  (``depth_metrics``: per-image scale and shift, AbsRel and inlier ratio at 1.03); cameras: rotation and
-  centre errors after a Sim(3) alignment;
-- novel views: the ground-truth target poses are moved into the prediction's frame with the inverse of
-  the Sim(3) (Umeyama on camera centres, ``align_poses``) that maps the predicted context cameras onto the
-  true ones, and rendered with the ground-truth intrinsics; no per-target pose refinement;
-- semantics: each rendered low-dimensional feature is lifted to 512-d (``lift_semantic``), every pixel takes
-  the class whose embedding (``class_embeddings()``, the rooms' "text" queries) has the largest cosine;
-  mIoU and accuracy over the 8 classes (``segmentation_metrics``, counts summed over a room's views), on
-  context and novel views. The 2D stand-in teacher's own features, scored the same way on the context
-  views (at their half resolution), are the reference that training distills.
+- views: ``sparse_split(num_frames, --views, stride=--gap)``: context views ``2 * gap`` frames apart with the
+  frame halfway between each pair a novel-view target (``--gap`` frames from its neighbours; default: the
+  widest span that fits, i.e. views spread over the whole path; pass a small gap to evaluate with the few
+  frames between views of video-like training samples), center-cropped and resized to the network's size;
+- the network reconstructs the context views in one pass; the prediction is moved into the room's frame by
+  the Sim(3) (Umeyama on camera centres) that maps the predicted context cameras onto the true ones;
+- context: rendered back with the *predicted* cameras, PSNR / SSIM against the inputs; depth: the depth
+  head's maps against the ground truth (per-image scale and shift, AbsRel and inlier ratio at 1.03);
+  cameras: rotation and centre errors after the Sim(3);
+- novel views: each target placed at its true pose, refined photometrically with the Gaussians frozen
+  (``--pose-steps`` Adam steps; 0: none), then PSNR / SSIM (LPIPS where its backbone is on disk);
+- semantics: every rendered pixel takes the class whose embedding (``class_embeddings()``, the rooms'
+  "text" queries) has the largest cosine with the lifted feature; mIoU and accuracy over the 8 classes on
+  the novel views. The 2D stand-in teacher's own features, scored the same way on the context views (at
+  their half resolution), are the reference that training distills.
+
+Beside the models, a **constant-pose baseline** row (``ff3r_ns.eval.baselines``): every non-reference
+camera at the mean relative pose of the evaluated rooms' context views, scored like a prediction. A camera
+head that does not beat it has learned nothing about relative motion.
 
 Every number is the mean over rooms.
 """
@@ -36,96 +41,72 @@ import torch.nn.functional as F
 
 from ff3r_ns.data.readers import read_scenes
 from ff3r_ns.data.sampling import sparse_split
-from ff3r_ns.data.synthetic import class_embeddings
 from ff3r_ns.data.views import load_views
-from ff3r_ns.eval.alignment import align_poses, apply_sim3, pose_errors
-from ff3r_ns.eval.metrics import depth_metrics, psnr, segmentation_metrics, ssim
-from ff3r_ns.network.cameras import c2w_to_w2c, to_4x4, w2c_to_c2w
+from ff3r_ns.eval.baselines import constant_pose_errors
+from ff3r_ns.eval.class_text import class_text
+from ff3r_ns.eval.evaluate import EvalConfig, evaluate_reconstruction
+from ff3r_ns.eval.metrics import segmentation_metrics
+from ff3r_ns.eval.prediction import predict_scene
 from ff3r_ns.network.ff3r import FF3R
-from ff3r_ns.network.render import render_gaussians
 from ff3r_ns.network.weights import load_ff3r_checkpoint
 
-NUM_CONTEXT = 8
+BASELINE = "constant pose (dataset mean)"
+"""Name of the baseline row."""
 
 
-def classify(features: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
-    """Class ids 1..k of [n, c, h, w] features: argmax of the cosine to each of the k embeddings."""
-    scores = torch.einsum("nchw,kc->nkhw", F.normalize(features.float(), dim=1), F.normalize(embeddings, dim=1))
-    return scores.argmax(dim=1) + 1
+def split(scene, num_views: int, gap) -> tuple[list[int], list[int]]:
+    return sparse_split(len(scene), num_views, stride=gap)
 
 
-def render(network: FF3R, gaussians, w2c: torch.Tensor, K: torch.Tensor, size: int) -> dict[str, torch.Tensor]:
-    out = render_gaussians(
-        gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities, gaussians.sh, gaussians.semantic,
-        w2c, K, size, size, gaussians.sh_degree,
-    )  # fmt: skip
-    lifted = network.gaussian_head.lift_semantic(out["features"].permute(0, 3, 1, 2))
-    return {"rgb": out["rgb"].permute(0, 3, 1, 2).clamp(0, 1), "lifted": lifted}
+def teacher_segmentation(scene, context: list[int], size: int, embeddings: torch.Tensor) -> dict[str, float]:
+    """mIoU / accuracy of the stored 2D teacher features on the context views, at their half resolution."""
+    views = load_views(scene, context, size, labels=True, features=True)
+    half = F.interpolate(views.labels[:, None].float(), size=views.features.shape[-2:], mode="nearest")[:, 0].long()
+    scores = torch.einsum("nchw,kc->nkhw", F.normalize(views.features, dim=1), F.normalize(embeddings, dim=1))
+    return segmentation_metrics(scores.argmax(dim=1) + 1, half)
 
 
-@torch.no_grad()
-def evaluate_room(network: FF3R, scene, device: torch.device, embeddings: torch.Tensor) -> dict[str, float]:
+def evaluate_room(network: FF3R, scene, device: torch.device, args, warm_up: bool) -> dict[str, float]:
     size = network.config.image_size
-    context, targets = sparse_split(len(scene), NUM_CONTEXT)
-    ctx = load_views(scene, context, size, depth=True, labels=True, features=True)
-    tgt = load_views(scene, targets, size, labels=True)
-    out = network(ctx.images[None].to(device))
-    gaussians = out.gaussians.scene(0)
-    w2c, K = out.extrinsics[0], out.intrinsics[0]
-    rendered = render(network, gaussians, w2c, K, size)
-
-    pred_c2w = w2c_to_c2w(to_4x4(w2c)).cpu().double()
-    _, (s, R, t) = align_poses(pred_c2w, ctx.camera_to_worlds.double())
-    inverse = (1.0 / s, R.T, -(R.T @ t) / s)  # the true frame into the prediction's
-    target_w2c = c2w_to_w2c(torch.from_numpy(apply_sim3(tgt.camera_to_worlds.double(), inverse))).float().to(device)
-    novel = render(network, gaussians, target_w2c, tgt.intrinsics.to(device), size)
-
-    images, target_images = ctx.images.to(device), tgt.images.to(device)
-    depth = depth_metrics(out.depth[0].cpu(), ctx.depth)
-    cameras = pose_errors(pred_c2w, ctx.camera_to_worlds.double())
-    seg_context = segmentation_metrics(classify(rendered["lifted"], embeddings).cpu(), ctx.labels)
-    seg_novel = segmentation_metrics(classify(novel["lifted"], embeddings).cpu(), tgt.labels)
-    half = F.interpolate(ctx.labels[:, None].float(), size=ctx.features.shape[-2:], mode="nearest")[:, 0].long()
-    seg_teacher = segmentation_metrics(classify(ctx.features, embeddings.cpu()), half)
-    return {
-        "context_psnr": float(psnr(rendered["rgb"], images).mean()),
-        "context_ssim": float(ssim(rendered["rgb"], images).mean()),
-        "novel_psnr": float(psnr(novel["rgb"], target_images).mean()),
-        "novel_ssim": float(ssim(novel["rgb"], target_images).mean()),
-        "abs_rel": depth["abs_rel"],
-        "inlier_1.03": depth["inlier_ratio_1.03"],
-        "rotation_deg": cameras["rotation_deg_mean"],
-        "context_miou": seg_context["miou"],
-        "context_acc": seg_context["accuracy"],
-        "novel_miou": seg_novel["miou"],
-        "novel_acc": seg_novel["accuracy"],
-        "teacher_miou": seg_teacher["miou"],
-        "teacher_acc": seg_teacher["accuracy"],
-        "gaussians": float(len(gaussians)),
-    }
+    context, targets = split(scene, args.views, args.gap)
+    prediction = predict_scene(network, scene, context, (size, size), device, warm_up=warm_up)
+    text = class_text(scene.root)
+    config = EvalConfig(pose_steps=args.pose_steps, lpips_weights=args.lpips_weights, progress=False)
+    results = evaluate_reconstruction(prediction.reconstruction, scene, prediction.context, targets, text, config)
+    row = {key: value for key, value in results.summary().items() if isinstance(value, float)}
+    teacher = teacher_segmentation(scene, context, size, text.embeddings)
+    row.update(teacher_miou=teacher["miou"], teacher_acc=teacher["accuracy"], gaussians=float(len(prediction.gaussians)))
+    return row
 
 
-def evaluate(network: FF3R, scenes, device: torch.device) -> dict[str, float]:
+def evaluate(network: FF3R, scenes, device: torch.device, args) -> dict[str, float]:
     network = network.to(device).eval()
-    embeddings = class_embeddings().to(device)
-    rows = [evaluate_room(network, scene, device, embeddings) for scene in scenes]
-    return {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
+    rows = [evaluate_room(network, scene, device, args, warm_up=i == 0) for i, scene in enumerate(scenes)]
+    return {key: float(np.mean([row[key] for row in rows if key in row])) for key in rows[0]}
+
+
+def baseline(scenes, args) -> dict[str, float]:
+    """The constant-pose baseline's pose errors, mean over rooms (the mean pose taken over these rooms)."""
+    poses = [scene.camera_to_worlds[split(scene, args.views, args.gap)[0]] for scene in scenes]
+    errors = constant_pose_errors(poses)
+    return {f"pose_{key}": float(np.mean([e[key] for e in errors])) for key in errors[0]}
 
 
 COLUMNS = (
     ("context_psnr", "ctx PSNR", "{:.2f}"), ("context_ssim", "ctx SSIM", "{:.3f}"),
-    ("novel_psnr", "novel PSNR", "{:.2f}"), ("novel_ssim", "novel SSIM", "{:.3f}"),
-    ("abs_rel", "AbsRel", "{:.3f}"), ("inlier_1.03", "δ<1.03", "{:.3f}"), ("rotation_deg", "rot. err °", "{:.1f}"),
-    ("context_miou", "ctx mIoU", "{:.3f}"), ("context_acc", "ctx Acc", "{:.3f}"),
-    ("novel_miou", "novel mIoU", "{:.3f}"), ("novel_acc", "novel Acc", "{:.3f}"),
+    ("psnr", "novel PSNR", "{:.2f}"), ("ssim", "novel SSIM", "{:.3f}"),
+    ("depth_abs_rel", "AbsRel", "{:.3f}"), ("depth_inlier_ratio_1.03", "δ<1.03", "{:.3f}"),
+    ("pose_rotation_deg_mean", "rot. err °", "{:.1f}"), ("pose_translation_mean", "centre err", "{:.3f}"),
+    ("miou", "novel mIoU", "{:.3f}"), ("accuracy", "novel Acc", "{:.3f}"),
 )  # fmt: skip
 
 
 def table(results: dict[str, dict[str, float]]) -> str:
-    """A markdown table of the results, one row per model."""
+    """A markdown table of the results, one row per model ("–" where a row has no such value)."""
     lines = ["| model | " + " | ".join(title for _, title, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for name, row in results.items():
-        lines.append(f"| {name} | " + " | ".join(fmt.format(row[key]) for key, _, fmt in COLUMNS) + " |")
+        cells = [fmt.format(row[key]) if key in row else "–" for key, _, fmt in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -136,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="an FF3R checkpoint folder to evaluate (repeatable)")  # fmt: skip
     parser.add_argument("--init", default=None, help="also evaluate this preset's untrained initialization (seed 0)")
     parser.add_argument("--json", type=Path, default=None, help="write all results here")
+    parser.add_argument("--views", type=int, default=8, help="context views per room")
+    parser.add_argument("--gap", type=int, default=None,
+                        help="frames between a context view and the next target (default: the widest span)")  # fmt: skip
+    parser.add_argument("--pose-steps", type=int, default=EvalConfig.pose_steps, help="target-pose refinement steps")
+    parser.add_argument("--lpips-weights", default=None, help="torchvision vgg16-397923af.pth for LPIPS")
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     scenes = read_scenes(args.rooms, verify=False)
@@ -146,14 +132,18 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.model:
         name, _, path = spec.partition("=")
         networks[name] = load_ff3r_checkpoint(path)
-    results = {}
+    results = {BASELINE: baseline(scenes, args)}
     for name, network in networks.items():
-        results[name] = evaluate(network, scenes, device)
+        results[name] = evaluate(network, scenes, device, args)
         print(f"{name}: {json.dumps(results[name])}", flush=True)
-    first = next(iter(results.values()))
-    print(f"\n{len(scenes)} rooms, {NUM_CONTEXT} context views each; 2D teacher (stand-in LSeg) on the context views: "
-          f"mIoU {first['teacher_miou']:.3f}, accuracy {first['teacher_acc']:.3f}\n")  # fmt: skip
-    print(table(results))
+    gap = "widest span" if args.gap is None else f"{args.gap} frames from view to target"
+    print(f"\n{len(scenes)} rooms, {args.views} context views each ({gap}), {args.pose_steps} pose-refinement steps "
+          "per target.")  # fmt: skip
+    if len(results) > 1:
+        first = results[next(iter(networks))]
+        print(f"2D teacher (stand-in LSeg) on the context views: mIoU {first['teacher_miou']:.3f}, "
+              f"accuracy {first['teacher_acc']:.3f}")  # fmt: skip
+    print("\n" + table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
