@@ -293,7 +293,8 @@ def _evaluate_segmentation(
     """mIoU and accuracy against the labels and against LSeg's pseudo-labels, each under its own keys."""
     gt_keys = ("miou", "accuracy")
     if text.embeddings is None:
-        result.absent.update({key: text.source for key in gt_keys + PSEUDO_KEYS})
+        result.absent.update({key: text.source for key in gt_keys})
+        result.absent.update({key: pseudo_absent if pseudo_labeler is None else text.source for key in PSEUDO_KEYS})
         return
     predicted = predicted_classes(reconstruction, features, text.embeddings)
     if predicted is None:

@@ -13,7 +13,9 @@ import dataclasses
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float
@@ -21,7 +23,7 @@ from torch import Tensor
 
 from ff3r_ns.data.scene import SceneData
 from ff3r_ns.data.views import Views, fit_size, load_views
-from ff3r_ns.eval.alignment import align_poses, apply_sim3
+from ff3r_ns.eval.alignment import Sim3, align_poses, apply_sim3
 from ff3r_ns.eval.evaluate import Reconstruction
 from ff3r_ns.eval.protocol import transform_gaussians, upright_sim3
 from ff3r_ns.network.cameras import c2w_to_w2c, to_4x4, w2c_to_c2w
@@ -73,6 +75,28 @@ def lifted_classifier(semantic_proj: torch.nn.Conv2d):
     return classify
 
 
+def align_prediction(
+    out: FF3ROutput, dataset_c2w: Optional[np.ndarray]
+) -> tuple[np.ndarray, Sim3, Gaussians]:
+    """The first scene of ``out`` in the dataset's frame: its cameras (OpenCV camera-to-world), the Sim(3)
+    (Umeyama on the camera centres onto ``dataset_c2w``; the upright frame when None) and its Gaussians in
+    float32, moved by it."""
+    predicted_c2w = w2c_to_c2w(to_4x4(out.extrinsics[0].double())).cpu().numpy()
+    if dataset_c2w is not None:
+        aligned, sim3 = align_poses(predicted_c2w, dataset_c2w)
+    else:
+        sim3 = upright_sim3(predicted_c2w)
+        aligned = apply_sim3(predicted_c2w, sim3)
+    scale, rotation, translation = sim3
+    gaussians = out.gaussians.scene(0)
+    gaussians = Gaussians(
+        **{f.name: getattr(gaussians, f.name).float() if f.name != "batch_index" else gaussians.batch_index
+           for f in dataclasses.fields(Gaussians)}
+    )  # fmt: skip
+    gaussians = transform_gaussians(gaussians, scale, torch.from_numpy(rotation), torch.from_numpy(translation))
+    return aligned, sim3, gaussians
+
+
 @torch.no_grad()
 def predict_scene(
     network: FF3R,
@@ -101,20 +125,8 @@ def predict_scene(
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
 
-    predicted_c2w = w2c_to_c2w(to_4x4(out.extrinsics[0].double())).cpu().numpy()
-    if scene.has_poses:
-        assert views.camera_to_worlds is not None
-        aligned, sim3 = align_poses(predicted_c2w, views.camera_to_worlds.double().numpy())
-    else:
-        sim3 = upright_sim3(predicted_c2w)
-        aligned = apply_sim3(predicted_c2w, sim3)
-    scale, rotation, translation = sim3
-    gaussians = out.gaussians.scene(0)
-    gaussians = Gaussians(
-        **{f.name: getattr(gaussians, f.name).float() if f.name != "batch_index" else gaussians.batch_index
-           for f in dataclasses.fields(Gaussians)}
-    )  # fmt: skip
-    gaussians = transform_gaussians(gaussians, scale, torch.from_numpy(rotation), torch.from_numpy(translation))
+    dataset_c2w = views.camera_to_worlds.double().numpy() if views.camera_to_worlds is not None else None
+    aligned, (scale, _, _), gaussians = align_prediction(out, dataset_c2w)
     reconstruction = Reconstruction(
         render=gaussian_renderer(gaussians, image_hw),
         classify=lifted_classifier(network.gaussian_head.semantic_proj),
