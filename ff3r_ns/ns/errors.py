@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import math
+import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from ff3r_ns.data.read_common import SceneError
 from ff3r_ns.network.weights import WeightsUnavailable
 
-USER_ERRORS = (SceneError, WeightsUnavailable)
-"""Bad scenes and unavailable weights: their messages say what to do, so a traceback adds nothing."""
+
+class InferenceOutOfMemory(RuntimeError):
+    """The forward pass did not fit the GPU; the message says how many views would."""
+
+
+USER_ERRORS = (SceneError, WeightsUnavailable, InferenceOutOfMemory)
+"""Bad scenes, unavailable weights, a pass too large for the GPU: their messages say what to do, so a traceback adds nothing."""
 
 
 @contextmanager
@@ -30,3 +37,21 @@ def user_errors(command: str, run_dir: Path) -> Iterator[None]:
         if run_dir.is_dir() and [p.name for p in run_dir.iterdir()] == ["config.yml"]:
             shutil.rmtree(run_dir)
         raise SystemExit(2) from None
+
+
+def requested_bytes(message: str) -> int:
+    """The allocation that failed, as torch's out-of-memory message states it ("Tried to allocate 2.5 GiB"); 0 if absent."""
+    found = re.search(r"Tried to allocate ([0-9.]+) (B|KiB|MiB|GiB|TiB)", message)
+    if found is None:
+        return 0
+    return int(float(found.group(1)) * 1024 ** ["B", "KiB", "MiB", "GiB", "TiB"].index(found.group(2)))
+
+
+def views_that_fit(views: int, static: int, peak: int, capacity: int) -> Optional[int]:
+    """Views that fit in ``capacity`` bytes when ``views`` needed ``peak`` on top of ``static`` (None: unknown).
+
+    GPU memory grows about linearly with the views on top of the static weights (docs/BENCHMARKS.md).
+    """
+    if views <= 0 or peak <= static:
+        return None
+    return math.floor(views * (capacity - static) / (peak - static))

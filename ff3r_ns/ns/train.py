@@ -39,8 +39,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import math
-import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -66,7 +64,7 @@ from ff3r_ns.network.weights import (
     save_ff3r_checkpoint,
     strict_load,
 )
-from ff3r_ns.ns.errors import user_errors
+from ff3r_ns.ns.errors import requested_bytes, user_errors, views_that_fit
 from ff3r_ns.ns.multiview_datamanager import FF3RTrainDataManager, FF3RTrainDataManagerConfig
 from ff3r_ns.ns.optimization import GlobalClipOptimizers, default_optimizers
 from ff3r_ns.ns.train_model import FF3RTrainModelConfig, training_step
@@ -129,14 +127,6 @@ class FF3RTrainer(Trainer):
             raise SystemExit(2) from None
 
 
-def requested_bytes(message: str) -> int:
-    """The allocation that failed, as torch's out-of-memory message states it ("Tried to allocate 2.5 GiB"); 0 if absent."""
-    found = re.search(r"Tried to allocate ([0-9.]+) (B|KiB|MiB|GiB|TiB)", message)
-    if found is None:
-        return 0
-    return int(float(found.group(1)) * 1024 ** ["B", "KiB", "MiB", "GiB", "TiB"].index(found.group(2)))
-
-
 def out_of_memory_advice(views: int, static: int, peak: int, capacity: int, checkpointing: bool) -> str:
     """What to tell a user whose step of ``views`` context views ran out of ``capacity`` bytes of GPU memory.
 
@@ -149,8 +139,8 @@ def out_of_memory_advice(views: int, static: int, peak: int, capacity: int, chec
         f"out of GPU memory on a step of {views} views: it needed more than {peak / gib:.1f} GiB of the card's "
         f"{capacity / gib:.1f} GiB ({static / gib:.1f} GiB of them weights, gradients and optimizer state)."
     ]
-    if views > 0 and peak > static:
-        fit = math.floor(views * (capacity - static) / (peak - static))
+    fit = views_that_fit(views, static, peak, capacity)
+    if fit is not None:
         if fit >= 2:
             lines.append(f"At most {fit} views would fit: --pipeline.datamanager.sampling.max-views {fit}.")
         else:
