@@ -67,7 +67,7 @@ from ff3r_ns.network.gaussians import Gaussians
 from ff3r_ns.network.precision import prepare_inference
 from ff3r_ns.network.weights import WeightsUnavailable, load_ff3r_checkpoint
 from ff3r_ns.ns.dataparsers import opencv_cameras
-from ff3r_ns.ns.errors import user_errors
+from ff3r_ns.ns.errors import InferenceOutOfMemory, requested_bytes, user_errors, views_that_fit
 from ff3r_ns.ns.model import FF3RModel, FF3RModelConfig, lifted_dot, semantic_projection
 from ff3r_ns.ns.scene_datamanager import FF3RDataManager, FF3RDataManagerConfig
 
@@ -114,6 +114,22 @@ class ReconstructionState(nn.Module):
 # --------------------------------------------------------------------------------------------------
 # The pipeline
 # --------------------------------------------------------------------------------------------------
+
+
+def inference_memory_advice(views: int, static: int, peak: int, capacity: int) -> str:
+    """What to tell a user whose pass over ``views`` views ran out of ``capacity`` bytes (``peak``: held + requested)."""
+    gib = 2**30
+    text = (
+        f"out of GPU memory in the forward pass over {views} views: it needed more than {peak / gib:.1f} GiB of the "
+        f"card's {capacity / gib:.1f} GiB ({static / gib:.1f} GiB of them weights)."
+    )
+    fit = views_that_fit(views, static, peak, capacity)
+    if fit is None or fit < 2:
+        return text + " Use a smaller image size (--pipeline.image-long-side) or the small preset's weights."
+    # ``peak`` is a lower bound of the need, so ``fit`` is an upper bound; 90 % of it leaves room for what
+    # the failed allocation was not yet asking for.
+    fit = max(2, min(views - 1, int(0.9 * fit)))
+    return text + f" About {fit} views fit: --pipeline.max-views {fit} (or a smaller --pipeline.image-long-side)."
 
 
 def resolve_weights(weights: Optional[str]) -> str:
@@ -279,14 +295,24 @@ class FF3RPipeline(Pipeline):
         device = images.device
         warmup_seconds = None
         if device.type == "cuda":
+            static = torch.cuda.memory_allocated(device)  # the weights
             # The first CUDA call of a process loads kernels and library handles (seconds on an H100, more
             # than the pass itself): a 2-view pass takes that cost, so the timed pass is the network's own.
             start = time.perf_counter()
             network(images[:, :2], voxelize=self.config.voxelize)
             torch.cuda.synchronize(device)
             warmup_seconds = time.perf_counter() - start
+            torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
-        out = network(images, voxelize=self.config.voxelize)
+        try:
+            out = network(images, voxelize=self.config.voxelize)
+        except torch.cuda.OutOfMemoryError as error:
+            peak = torch.cuda.max_memory_allocated(device) + requested_bytes(str(error))
+            del error  # its traceback holds the pass's tensors
+            torch.cuda.empty_cache()
+            raise InferenceOutOfMemory(
+                inference_memory_advice(images.shape[1], static, peak, torch.cuda.get_device_properties(device).total_memory)
+            ) from None
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return out, time.perf_counter() - start, warmup_seconds
@@ -385,7 +411,8 @@ class FF3RPipeline(Pipeline):
         self._attach_views(views)
 
     def _attach_views(self, views: Optional[Views] = None) -> None:
-        """Hands the context views and their cameras to the datamanager (loading them if not given)."""
+        """Hands the context views and their cameras, and the held-out targets, to the datamanager (loading
+        the views if not given)."""
         scene = self.datamanager.scene
         assert scene is not None
         indices = [int(i) for i in self.state.context_indices]
@@ -397,7 +424,7 @@ class FF3RPipeline(Pipeline):
         if views is None:
             hw = tuple(int(v) for v in self.state.image_hw)
             views = load_views(scene, indices, hw, depth=True, labels=True)
-        self.datamanager.set_context(views, self.state.cameras())
+        self.datamanager.set_context(views, self.state.cameras(), self.selection.targets if self.selection else ())
 
     def load_pipeline(self, loaded_state: Dict[str, Any], step: int) -> None:
         state = {key.removeprefix("module."): value for key, value in loaded_state.items()}

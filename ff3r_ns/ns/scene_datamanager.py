@@ -3,30 +3,32 @@
 The ``ff3r-scene`` dataparser detects the kind of source (image folder, video, transforms.json, COLMAP,
 7-Scenes); the datamanager holds the scene and, once the pipeline has run the network, serves the context views
 as the network saw them with their predicted cameras (the batches of the optional refinement, and what the
-viewer shows as training cameras).
+viewer shows as training cameras), and the held-out target views at the scene's poses as its eval views (what
+``ns-render interpolate`` and ``ns-render spiral`` start from).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Tuple, Type
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Type
 
 import numpy as np
 import torch
 import tyro
 from nerfstudio.cameras.cameras import Cameras
-from nerfstudio.data.datamanagers.base_datamanager import DataManager, DataManagerConfig
+from nerfstudio.data.datamanagers.base_datamanager import DataManager, DataManagerConfig, VanillaDataManager
 from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
 from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.data.scene_box import SceneBox
+from nerfstudio.data.utils.dataloaders import FixedIndicesEvalDataloader
 from nerfstudio.plugins.registry_dataparser import discover_dataparsers
 from torch.nn import Parameter
 
 from ff3r_ns.data.readers import read_scene
 from ff3r_ns.data.scene import SceneData
-from ff3r_ns.data.views import Views
-from ff3r_ns.ns.dataparsers import FF3RDataParser, FF3RDataParserConfig
+from ff3r_ns.data.views import Views, load_views
+from ff3r_ns.ns.dataparsers import FF3RDataParser, FF3RDataParserConfig, opencv_cameras
 
 
 @dataclass
@@ -78,11 +80,16 @@ class FF3RDataManagerConfig(DataManagerConfig):
     """How to read the scene; ff3r-scene detects the kind of source."""
 
 
-class FF3RDataManager(DataManager):
+class FF3RDataManager(VanillaDataManager):
     """The scene, and once the pipeline has them, its context views with their predicted cameras.
 
-    ``next_train`` cycles through the context views (the refinement's batches). In "inference" mode
-    (``ns-export``) the scene is not read at all, so a run exports even after its data has moved.
+    ``next_train`` cycles through the context views (the refinement's batches). ``eval_dataset`` (and
+    ``eval_dataloader``) hold the held-out targets at the scene's poses, or the context views where there
+    are none. In "inference" mode (``ns-export``) the scene is not read at all, so a run exports even after
+    its data has moved.
+
+    A ``VanillaDataManager`` by type only (its ``__init__`` never runs, every method nerfstudio calls is
+    overridden): ``ns-render spiral`` accepts no other kind of datamanager.
     """
 
     config: FF3RDataManagerConfig
@@ -114,10 +121,9 @@ class FF3RDataManager(DataManager):
             self.train_dataparser_outputs = self.dataparser.get_dataparser_outputs(split="train")
             self.scene = self.train_dataparser_outputs.metadata["scene"]
             self.scene_box = self.train_dataparser_outputs.scene_box
-        super().__init__()
+        DataManager.__init__(self)  # not VanillaDataManager's, which would set up ray sampling of the dataparser
 
-    def set_context(self, views: Views, cameras: Cameras) -> None:
-        """Serves ``views`` (as the network saw them) with their predicted ``cameras`` from now on."""
+    def _dataset(self, views: Views, cameras: Cameras) -> ViewsDataset:
         assert self.scene is not None
         images = (views.images.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
         outputs = DataparserOutputs(
@@ -125,8 +131,28 @@ class FF3RDataManager(DataManager):
             cameras=cameras,
             scene_box=self.scene_box,
         )
-        self.train_dataset = ViewsDataset(outputs, images)
+        return ViewsDataset(outputs, images)
+
+    def set_context(self, views: Views, cameras: Cameras, targets: Sequence[int] = ()) -> None:
+        """Serves ``views`` (as the network saw them) with their predicted ``cameras`` from now on, and the
+        frames ``targets`` at the scene's poses as eval views (the context views when there are none).
+
+        A target's intrinsics are the scene's, cut like the views; a scene without them gets the mean of
+        the predicted ones (the run's frame is the scene's wherever there are targets: they need poses).
+        """
+        assert self.scene is not None
+        self.train_dataset = self._dataset(views, cameras)
         self.context = views
+        self.eval_dataset = self.train_dataset
+        if targets:
+            target_views = load_views(self.scene, targets, tuple(views.images.shape[-2:]))
+            assert target_views.camera_to_worlds is not None, "held-out targets need the scene's poses"
+            K = target_views.intrinsics
+            if K is None:
+                K = cameras.get_intrinsics_matrices().mean(dim=0, keepdim=True).expand(len(targets), 3, 3)
+            target_cameras = opencv_cameras(target_views.camera_to_worlds, K, *views.images.shape[-2:])
+            self.eval_dataset = self._dataset(target_views, target_cameras)
+        self.eval_dataloader = FixedIndicesEvalDataloader(self.eval_dataset, device=self.device)
 
     def setup_train(self) -> None:
         """Nothing to set up: the pipeline hands over the views (``set_context``)."""
