@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ff3r_ns.ns.errors import USER_ERRORS, InferenceOutOfMemory, views_that_fit
-from ff3r_ns.ns.reconstruct import inference_memory_advice
+from ff3r_ns.ns.errors import USER_ERRORS, InferenceOutOfMemory, inference_memory_advice, views_that_fit
 
 GIB = 2**30
 

@@ -55,3 +55,19 @@ def views_that_fit(views: int, static: int, peak: int, capacity: int) -> Optiona
     if views <= 0 or peak <= static:
         return None
     return math.floor(views * (capacity - static) / (peak - static))
+
+
+def inference_memory_advice(views: int, static: int, peak: int, capacity: int) -> str:
+    """What to tell a user whose pass over ``views`` views ran out of ``capacity`` bytes (``peak``: held + requested)."""
+    gib = 2**30
+    text = (
+        f"out of GPU memory in the forward pass over {views} views: it needed more than {peak / gib:.1f} GiB of the "
+        f"card's {capacity / gib:.1f} GiB ({static / gib:.1f} GiB of them weights)."
+    )
+    fit = views_that_fit(views, static, peak, capacity)
+    if fit is None or fit < 2:
+        return text + " Use a smaller image size (--pipeline.image-long-side) or the small preset's weights."
+    # ``peak`` is a lower bound of the need, so ``fit`` is an upper bound; 90 % of it leaves room for what
+    # the failed allocation was not yet asking for.
+    fit = max(2, min(views - 1, int(0.9 * fit)))
+    return text + f" About {fit} views fit: --pipeline.max-views {fit} (or a smaller --pipeline.image-long-side)."

@@ -23,7 +23,6 @@ even having the network.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import json
 import time
@@ -47,9 +46,10 @@ from torch.nn import Parameter
 import ff3r_ns
 from ff3r_ns.data.synthetic import CLASS_NAMES, class_embeddings
 from ff3r_ns.data.views import Views, fit_size, load_views
-from ff3r_ns.eval.alignment import align_poses, apply_sim3, pose_errors
+from ff3r_ns.eval.alignment import pose_errors
 from ff3r_ns.eval.class_text import class_text, is_synthetic_room
 from ff3r_ns.eval.evaluate import ClassText, EvalConfig, Evaluation, Reconstruction, evaluate_reconstruction
+from ff3r_ns.eval.prediction import align_prediction
 from ff3r_ns.eval.pseudo_labels import lseg_pseudo_labeler
 from ff3r_ns.eval.protocol import (
     POSE_REFINE_LR,
@@ -58,16 +58,13 @@ from ff3r_ns.eval.protocol import (
     ViewSelection,
     select_views,
     sim3_matrix,
-    transform_gaussians,
-    upright_sim3,
 )
-from ff3r_ns.network.cameras import c2w_to_w2c, to_4x4, w2c_to_c2w
+from ff3r_ns.network.cameras import c2w_to_w2c
 from ff3r_ns.network.ff3r import FF3R
-from ff3r_ns.network.gaussians import Gaussians
 from ff3r_ns.network.precision import prepare_inference
 from ff3r_ns.network.weights import WeightsUnavailable, load_ff3r_checkpoint
 from ff3r_ns.ns.dataparsers import opencv_cameras
-from ff3r_ns.ns.errors import InferenceOutOfMemory, requested_bytes, user_errors, views_that_fit
+from ff3r_ns.ns.errors import InferenceOutOfMemory, inference_memory_advice, requested_bytes, user_errors
 from ff3r_ns.ns.model import FF3RModel, FF3RModelConfig, lifted_dot, semantic_projection
 from ff3r_ns.ns.scene_datamanager import FF3RDataManager, FF3RDataManagerConfig
 
@@ -114,22 +111,6 @@ class ReconstructionState(nn.Module):
 # --------------------------------------------------------------------------------------------------
 # The pipeline
 # --------------------------------------------------------------------------------------------------
-
-
-def inference_memory_advice(views: int, static: int, peak: int, capacity: int) -> str:
-    """What to tell a user whose pass over ``views`` views ran out of ``capacity`` bytes (``peak``: held + requested)."""
-    gib = 2**30
-    text = (
-        f"out of GPU memory in the forward pass over {views} views: it needed more than {peak / gib:.1f} GiB of the "
-        f"card's {capacity / gib:.1f} GiB ({static / gib:.1f} GiB of them weights)."
-    )
-    fit = views_that_fit(views, static, peak, capacity)
-    if fit is None or fit < 2:
-        return text + " Use a smaller image size (--pipeline.image-long-side) or the small preset's weights."
-    # ``peak`` is a lower bound of the need, so ``fit`` is an upper bound; 90 % of it leaves room for what
-    # the failed allocation was not yet asking for.
-    fit = max(2, min(views - 1, int(0.9 * fit)))
-    return text + f" About {fit} views fit: --pipeline.max-views {fit} (or a smaller --pipeline.image-long-side)."
 
 
 def resolve_weights(weights: Optional[str]) -> str:
@@ -350,12 +331,14 @@ class FF3RPipeline(Pipeline):
             soft_wrap=True,
         )
 
-        predicted_c2w = w2c_to_c2w(to_4x4(out.extrinsics[0].double())).cpu().numpy()
-        errors: Optional[dict[str, float]] = None
+        dataset_c2w = None
         if scene.has_poses:
             assert views.camera_to_worlds is not None
             dataset_c2w = views.camera_to_worlds.double().numpy()
-            aligned, sim3 = align_poses(predicted_c2w, dataset_c2w)
+        aligned, sim3, gaussians = align_prediction(out, dataset_c2w)
+        scale, rotation, translation = sim3
+        errors: Optional[dict[str, float]] = None
+        if dataset_c2w is not None:
             errors = pose_errors(aligned, dataset_c2w, align=False)
             CONSOLE.print(
                 "Predicted cameras vs the scene's poses after Sim(3) alignment: "
@@ -364,17 +347,6 @@ class FF3RPipeline(Pipeline):
                 "scene units",
                 soft_wrap=True,
             )
-        else:
-            sim3 = upright_sim3(predicted_c2w)
-            aligned = apply_sim3(predicted_c2w, sim3)
-        scale, rotation, translation = sim3
-
-        gaussians = out.gaussians.scene(0)
-        gaussians = Gaussians(
-            **{f.name: getattr(gaussians, f.name).float() if f.name != "batch_index" else gaussians.batch_index
-               for f in dataclasses.fields(Gaussians)}
-        )  # fmt: skip
-        gaussians = transform_gaussians(gaussians, scale, torch.from_numpy(rotation), torch.from_numpy(translation))
         self.model.load_gaussians(gaussians, network.gaussian_head.semantic_proj.state_dict())
 
         state = self.state
