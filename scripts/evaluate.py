@@ -5,8 +5,8 @@
 
 Each SCENE is anything ``read_scene`` reads (nerfstudio transforms.json, COLMAP, 7-Scenes/kapture, ScanNet,
 ScanNet++, DL3DV-10K, a synthetic room, ...; docs/DATASETS.md) or a folder of such scenes. For every scene
-and protocol the network runs once on the split's context views (``select_views``) and the reconstruction is scored by the one protocol of
-``ff3r_ns.eval.evaluate`` (the same as ``ns-eval``): Sim(3) alignment, per-target pose refinement,
+and protocol the network runs once on the split's context views (``select_views``) and the
+reconstruction is scored by the one protocol of ``ff3r_ns.eval.evaluate`` (the same as ``ns-eval``): Sim(3) alignment, per-target pose refinement,
 PSNR/SSIM/LPIPS, mIoU/Acc (labels, and LSeg pseudo-labels with --lseg-weights), AbsRel/tau, pose error
 and the forward-pass time. Results go to ``OUT/<protocol>/<scene>.json``; a scene whose JSON exists is
 skipped unless --overwrite, so an interrupted run resumes where it stopped. A scene too short for a
