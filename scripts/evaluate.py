@@ -3,10 +3,10 @@
     python scripts/evaluate.py SCENE [SCENE ...] --protocol sparse-2 --protocol sparse-6 \
         --weights ff3r_ns/weights/ff3r-small --out eval/small
 
-Each SCENE is anything ``read_scene`` reads (nerfstudio transforms.json, COLMAP, 7-Scenes/kapture, a
-synthetic room, ...) or a folder of such scenes. For every scene and protocol the network runs once on the
-split's context views (``select_views``) and the reconstruction is scored by the one protocol of
-``ff3r_ns.eval.evaluate`` (the same as ``ns-eval``): Sim(3) alignment, per-target pose refinement,
+Each SCENE is anything ``read_scene`` reads (nerfstudio transforms.json, COLMAP, 7-Scenes/kapture, ScanNet,
+ScanNet++, DL3DV-10K, a synthetic room, ...; docs/DATASETS.md) or a folder of such scenes. For every scene
+and protocol the network runs once on the split's context views (``select_views``) and the
+reconstruction is scored by the one protocol of ``ff3r_ns.eval.evaluate`` (the same as ``ns-eval``): Sim(3) alignment, per-target pose refinement,
 PSNR/SSIM/LPIPS, mIoU/Acc (labels, and LSeg pseudo-labels with --lseg-weights), AbsRel/tau, pose error
 and the forward-pass time. Results go to ``OUT/<protocol>/<scene>.json``; a scene whose JSON exists is
 skipped unless --overwrite, so an interrupted run resumes where it stopped. A scene too short for a
@@ -94,12 +94,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--image-long-side", type=int, default=None, help="long side of the views (default: the network's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--title", default=None, help="title of tables.md (default: the weights)")
+    parser.add_argument("--labels-tsv", type=Path, default=None,
+                        help="ScanNet's scannetv2-labels.combined.tsv, when it is not in a scene folder or above it")
     args = parser.parse_args(argv)
     protocols = args.protocol or ["sparse-2"]
     device = torch.device(args.device)
     config = EvalConfig(pose_steps=args.pose_steps, pose_lr=args.pose_lr, lpips_weights=args.lpips_weights, progress=False)
 
-    scenes = [scene for path in args.scenes for scene in read_scenes(path)]
+    scenes = [scene for path in args.scenes for scene in read_scenes(path, labels_tsv=args.labels_tsv)]
     names = [scene.name for scene in scenes]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:

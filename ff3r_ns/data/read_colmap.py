@@ -25,6 +25,7 @@ from ff3r_ns.data.read_common import (
     screen_images,
     warn,
 )
+from ff3r_ns.data.read_nerfstudio import DOWNSCALED_FOLDERS
 from ff3r_ns.data.scene import SceneData
 from ff3r_ns.network.cameras import quat_to_matrix, to_4x4, w2c_to_c2w
 
@@ -197,12 +198,14 @@ def read_colmap_model(model_dir: str | Path) -> tuple[dict[int, ColmapCamera], l
 
 def _find_images_dir(start: Path, model_dir: Path) -> Optional[Path]:
     """An ``images/`` folder beside the model or above it, up to the path given (two levels above a
-    model folder given directly, i.e. its scene folder for ``sparse/0``)."""
+    model folder given directly, i.e. its scene folder for ``sparse/0``); where there is none, a
+    downsampled ``images_2|4|8/`` there (DL3DV ships some scenes with ``images_4`` only)."""
     folders = [model_dir, *model_dir.parents]
     limit = 2 if start == model_dir else folders.index(start)
     for folder in folders[: limit + 1]:
-        if (folder / "images").is_dir():
-            return folder / "images"
+        for name in ("images", *DOWNSCALED_FOLDERS):
+            if (folder / name).is_dir():
+                return folder / name
     return None
 
 
@@ -211,7 +214,8 @@ def read_colmap(path: str | Path, images_dir: str | Path | None = None, verify: 
 
     Args:
         path: the scene folder (holding ``sparse/0``, ``sparse``, ``reconstruction`` or the model files).
-        images_dir: the image folder; default ``images/`` beside the model or in a parent folder.
+        images_dir: the image folder; default ``images/`` (or ``images_2|4|8/``) beside the model or in a
+            parent folder.
         verify: fully decode every image to find truncated files (otherwise headers only).
     """
     path = require_path(path, "COLMAP scene")

@@ -34,7 +34,8 @@ from ff3r_ns.network.cameras import opengl_to_opencv_c2w
 TRANSFORMS_FILE = "transforms.json"
 
 _OPTIONAL_FILES = {"depth": "depth_file_path", "label": "semantic_file_path", "feature": "feature_file_path"}
-_DOWNSCALED_FOLDERS = ("images_2", "images_4", "images_8")
+DOWNSCALED_FOLDERS = ("images_2", "images_4", "images_8")
+"""Where nerfstudio's and DL3DV's downsampled copies of ``images/`` live (factor 2, 4, 8)."""
 _MM_TO_M = 0.001  # depth_unit_scale_factor of 16-bit PNG depth in millimetres
 
 
@@ -49,7 +50,7 @@ def _resolve(root: Path, relative: str) -> Path:
                 return path.with_suffix(suffix)
     parts = Path(relative).parts
     if parts and parts[0] == "images":
-        for folder in _DOWNSCALED_FOLDERS:
+        for folder in DOWNSCALED_FOLDERS:
             candidate = root.joinpath(folder, *parts[1:])
             if candidate.exists():
                 return candidate
@@ -63,7 +64,8 @@ def _number(value: Any, key: str, where: str) -> float:
         raise SceneError(f"{where}: key '{key}' must be a number, got {value!r}") from None
 
 
-def _pose(frame: dict, where: str) -> np.ndarray:
+def frame_pose(frame: dict, where: str) -> np.ndarray:
+    """The 4x4 ``transform_matrix`` of ``frame`` as written (OpenGL camera-to-world); ``SceneError`` if malformed."""
     if "transform_matrix" not in frame:
         raise SceneError(f"{where}: key 'transform_matrix' (4x4 camera-to-world) is missing")
     try:
@@ -77,7 +79,7 @@ def _pose(frame: dict, where: str) -> np.ndarray:
     return matrix
 
 
-def _intrinsics(meta: dict, frame: dict, size: np.ndarray, where: str) -> np.ndarray:
+def frame_intrinsics(meta: dict, frame: dict, size: np.ndarray, where: str) -> np.ndarray:
     """3x3 K of one frame, in pixels of its image on disk ([height, width] = ``size``)."""
 
     def get(key: str) -> Optional[float]:
@@ -144,7 +146,7 @@ def read_nerfstudio(path: str | Path, verify: bool = True) -> SceneData:
         if absent:
             missing.extend(absent)
             continue
-        entries.append((i, frame, files, _pose(frame, where)))
+        entries.append((i, frame, files, frame_pose(frame, where)))
     skipped = [(root / name, "file not found") for name in missing]
     if missing:
         warn(
@@ -170,7 +172,7 @@ def read_nerfstudio(path: str | Path, verify: bool = True) -> SceneData:
         default = 1.0 if optional["depth"][0].suffix.lower() == ".npy" else _MM_TO_M
         depth_scale = _number(meta.get("depth_unit_scale_factor", default), "depth_unit_scale_factor", str(file))
 
-    intrinsics = [_intrinsics(meta, e[1], size, f"{file}: frames[{e[0]}]") for e, size in zip(entries, sizes)]
+    intrinsics = [frame_intrinsics(meta, e[1], size, f"{file}: frames[{e[0]}]") for e, size in zip(entries, sizes)]
     poses = opengl_to_opencv_c2w(torch.from_numpy(np.stack([e[3] for e in entries]))).numpy()
     return SceneData(
         name=root.name,

@@ -5,7 +5,10 @@ Sources (each reader returns a ``SceneData``, see ``ff3r_ns.data.scene`` for the
 ====================  ==========================================================  ===================
 source                recognised by                                               reader
 ====================  ==========================================================  ===================
-nerfstudio            ``transforms.json`` (the folder or the file)                ``read_nerfstudio``
+ScanNet               ``color/``, ``pose/`` and ``intrinsic/`` (SensReader export)  ``read_scannet``
+ScanNet++             ``dslr/nerfstudio/`` (the scene folder or its ``dslr``)     ``read_scannetpp``
+nerfstudio            ``transforms.json`` (the folder or the file), or            ``read_nerfstudio``
+                      ``colmap/transforms.json`` (a DL3DV-10K scene folder)
 COLMAP                ``cameras``/``images`` ``.bin|.txt`` in ``.``, ``sparse/0``, ``read_colmap``
                       ``sparse``, ``reconstruction`` or ``colmap/sparse/0``
 7-Scenes              ``seq-*/frame-*.color.*``                                   ``read_7scenes``
@@ -35,6 +38,8 @@ from ff3r_ns.data.read_folder import (
     read_video,
 )
 from ff3r_ns.data.read_nerfstudio import TRANSFORMS_FILE, read_nerfstudio
+from ff3r_ns.data.read_scannet import is_scannet, read_scannet
+from ff3r_ns.data.read_scannetpp import is_scannetpp, read_scannetpp
 from ff3r_ns.data.scene import SceneData
 
 __all__ = [
@@ -51,12 +56,17 @@ __all__ = [
     "read_colmap_model",
     "read_image_folder",
     "read_nerfstudio",
+    "read_scannet",
+    "read_scannetpp",
     "read_scene",
     "read_scenes",
     "read_video",
 ]
 
-Source = Literal["nerfstudio", "colmap", "7scenes", "video", "images"]
+Source = Literal["scannet", "scannetpp", "nerfstudio", "colmap", "7scenes", "video", "images"]
+
+DL3DV_TRANSFORMS = Path("colmap") / TRANSFORMS_FILE
+"""Where a DL3DV-10K scene folder (as in DL3DV-10K-Sample, beside its video.mp4) keeps its cameras."""
 
 
 def detect_source(path: str | Path) -> Optional[Source]:
@@ -68,7 +78,11 @@ def detect_source(path: str | Path) -> Optional[Source]:
         return "video" if path.suffix.lower() in VIDEO_EXTENSIONS else None
     if not path.is_dir():
         return None
-    if (path / TRANSFORMS_FILE).is_file():
+    if is_scannet(path):
+        return "scannet"
+    if is_scannetpp(path):
+        return "scannetpp"
+    if (path / TRANSFORMS_FILE).is_file() or (path / DL3DV_TRANSFORMS).is_file():
         return "nerfstudio"
     if find_colmap_model(path) is not None:
         return "colmap"
@@ -97,6 +111,7 @@ def read_scene(
     stride: Optional[int] = None,
     num_frames: Optional[int] = None,
     frames_dir: str | Path | None = None,
+    labels_tsv: str | Path | None = None,
 ) -> SceneData:
     """Read one scene from any supported source.
 
@@ -107,6 +122,7 @@ def read_scene(
         images_dir: COLMAP only: the image folder, when it is not ``images/`` beside the model.
         sequences: 7-Scenes only: sequences to read (see ``read_7scenes``).
         stride, num_frames, frames_dir: video only (see ``extract_video_frames``).
+        labels_tsv: ScanNet only: ``scannetv2-labels.combined.tsv``, when it is not in the scene folder or above.
     """
     path = require_path(path)
     if source is None:
@@ -124,15 +140,23 @@ def read_scene(
     if source is None:
         child = _only_scene_subfolder(path)
         if child is not None:
-            scene = read_scene(child, verify=verify, images_dir=images_dir, sequences=sequences)
+            scene = read_scene(child, verify=verify, images_dir=images_dir, sequences=sequences, labels_tsv=labels_tsv)
             scene.name = path.name
             return scene
         raise SceneError(
             f"no scene in {path}: no images ({'/'.join(IMAGE_EXTENSIONS)}) there or in {path / 'images'}, no "
-            f"{TRANSFORMS_FILE}, COLMAP model or 7-Scenes sequence. Pass the folder that holds the views "
+            f"{TRANSFORMS_FILE}, COLMAP model, ScanNet, ScanNet++ or 7-Scenes scene. Pass the folder that holds the views "
             "(a folder of several scenes is read with read_scenes / the ff3r-multiscene dataparser)"
         )
+    if source == "scannet":
+        return read_scannet(path, labels_tsv=labels_tsv, verify=verify)
+    if source == "scannetpp":
+        return read_scannetpp(path, verify=verify)
     if source == "nerfstudio":
+        if path.is_dir() and not (path / TRANSFORMS_FILE).is_file() and (path / DL3DV_TRANSFORMS).is_file():
+            scene = read_nerfstudio(path / DL3DV_TRANSFORMS, verify=verify)
+            scene.name = path.name  # the scene's hash, not "colmap"
+            return scene
         return read_nerfstudio(path, verify=verify)
     if source == "colmap":
         return read_colmap(path, images_dir=images_dir, verify=verify)
@@ -152,6 +176,7 @@ def read_scenes(
     verify: bool = True,
     stride: Optional[int] = None,
     num_frames: Optional[int] = None,
+    labels_tsv: str | Path | None = None,
 ) -> list[SceneData]:
     """Every scene under ``root``, in natural order of their paths (e.g. a DL3DV or ScanNet folder).
 
@@ -162,7 +187,7 @@ def read_scenes(
     """
     root = require_path(root, "scene root")
     if detect_source(root) is not None:
-        return [read_scene(root, verify=verify, stride=stride, num_frames=num_frames)]
+        return [read_scene(root, verify=verify, stride=stride, num_frames=num_frames, labels_tsv=labels_tsv)]
     scenes: list[SceneData] = []
     rejected: list[tuple[Path, str]] = []
 
@@ -177,11 +202,13 @@ def read_scenes(
                 visit(entry, depth + 1)
             elif detect_source(entry) is not None or _only_scene_subfolder(entry) is not None:
                 try:
-                    scenes.append(read_scene(entry, verify=verify, stride=stride, num_frames=num_frames))
+                    scenes.append(
+                        read_scene(entry, verify=verify, stride=stride, num_frames=num_frames, labels_tsv=labels_tsv)
+                    )
                 except SceneError as err:
                     rejected.append((entry, str(err)))
             else:
-                rejected.append((entry, "no images, transforms.json, COLMAP model or 7-Scenes sequence"))
+                rejected.append((entry, "no images, transforms.json, COLMAP model, ScanNet(++) or 7-Scenes scene"))
 
     visit(root, 1)
     report = name_list([f"{p.relative_to(root)} ({reason})" for p, reason in rejected])

@@ -4,7 +4,10 @@ Conventions (one place, so that no reader invents its own):
 - poses are OpenCV camera-to-world 4x4 matrices (x right, y down, z forward), in the scene's own
   units; adapters convert to nerfstudio's OpenGL convention with ``ff3r_ns.network.cameras``;
 - intrinsics are 3x3 pinhole matrices in pixels of the image as stored on disk (after EXIF rotation);
-- depth maps are metric (or SfM-scaled) z-depth along the optical axis, 0 where unknown;
+- depth maps are metric (or SfM-scaled) z-depth along the optical axis, 0 where unknown; depth and
+  label maps cover the image's field of view (at any resolution) unless ``map_intrinsics`` says which
+  camera they were recorded with (then ``ff3r_ns.data.sensor_maps`` brings them into the image's frame);
+- label maps hold class ids 1..8 (``ff3r_ns.data.classes``), or a source's own ids and a ``label_table``;
 - frames are in capture order (natural sort of file names, or the order of the scene file).
 Poses, intrinsics and depth are kept for evaluation and as a geometry teacher, never as model input.
 """
@@ -16,6 +19,8 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+
+from ff3r_ns.data.sensor_maps import LabelTable
 
 
 @dataclass
@@ -39,7 +44,13 @@ class SceneData:
     depth_scale: float = 1.0
     """Multiply the stored depth values by this to get the scene's units (0.001 for millimetres)."""
     label_paths: Optional[list[Path]] = None
-    """One per-pixel class-id PNG per frame (ids 1..8, 0 = nothing), or None."""
+    """One per-pixel class-id PNG per frame (ids 1..8, 0 = nothing; source ids with ``label_table``), or None."""
+    label_table: Optional[LabelTable] = None
+    """Maps the source ids stored in ``label_paths`` to class ids (ScanNet's raw categories); None: they are class ids."""
+    map_intrinsics: Optional[np.ndarray] = None
+    """[N, 3, 3] pinhole intrinsics of the depth and label maps, in pixels of the maps as stored, where they
+    were recorded by another camera than the image (same centre and axes, e.g. ScanNet's depth sensor);
+    None: the maps span the image's field of view."""
     feature_paths: Optional[list[Path]] = None
     """One 2D semantic-teacher feature file per frame, or None. Synthetic rooms store a compact factored
     form (.npz); ``ff3r_ns.data.synthetic.load_teacher_features`` turns it into [h/2, w/2, 512]."""
@@ -53,7 +64,7 @@ class SceneData:
         self.image_sizes = np.asarray(self.image_sizes, dtype=np.int64).reshape(n, 2)
         if self.frame_ids is None:
             self.frame_ids = [p.stem for p in self.image_paths]
-        for name in ("camera_to_worlds", "intrinsics"):
+        for name in ("camera_to_worlds", "intrinsics", "map_intrinsics"):
             value = getattr(self, name)
             if value is not None:
                 value = np.asarray(value, dtype=np.float64)
@@ -89,6 +100,8 @@ class SceneData:
             depth_paths=pick(self.depth_paths),
             depth_scale=self.depth_scale,
             label_paths=pick(self.label_paths),
+            label_table=self.label_table,
+            map_intrinsics=None if self.map_intrinsics is None else self.map_intrinsics[idx],
             feature_paths=pick(self.feature_paths),
             frame_ids=pick(self.frame_ids),
             skipped=list(self.skipped),

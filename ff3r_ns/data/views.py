@@ -3,7 +3,9 @@
 Both the feed-forward pipeline (all context views of one scene) and training (a sampled context per
 step) go through ``load_views``: images are center-cropped and resized (antialiased), depth and label
 maps are cut identically (nearest), intrinsics follow the crop exactly, and a synthetic room's teacher
-features are cut to half the output size.
+features are cut to half the output size. Maps recorded by another camera (``SceneData.map_intrinsics``)
+are first resampled into the image's frame, and source label ids mapped to classes (``SceneData.label_table``),
+see ``ff3r_ns.data.sensor_maps``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from torch import Tensor
 from ff3r_ns.data.images import load_image
 from ff3r_ns.data.sampling import center_crop_resize
 from ff3r_ns.data.scene import SceneData
+from ff3r_ns.data.sensor_maps import resample_to_image
 
 Size = Union[int, tuple[int, int]]
 
@@ -99,11 +102,14 @@ def load_views(
         if k is not None:
             intrinsics.append(torch.as_tensor(k, dtype=torch.float32))
         if depth and scene.depth_paths is not None:
-            d = load_depth(scene.depth_paths[i], scene.depth_scale)
+            d = _in_image_frame(scene, i, load_depth(scene.depth_paths[i], scene.depth_scale), stored_hw)
             depths.append(torch.from_numpy(_cut_like(d, stored_hw, (out_h, out_w), "nearest")))
         if labels and scene.label_paths is not None:
             with Image.open(scene.label_paths[i]) as img:
                 lab = np.asarray(img, dtype=np.int64)
+            if scene.label_table is not None:
+                lab = scene.label_table(lab)
+            lab = _in_image_frame(scene, i, lab, stored_hw)
             label_maps.append(torch.from_numpy(_cut_like(lab, stored_hw, (out_h, out_w), "nearest")))
         if features and scene.feature_paths is not None:
             f = load_teacher(scene.feature_paths[i])
@@ -121,6 +127,15 @@ def load_views(
         labels=torch.stack(label_maps) if label_maps else None,
         features=torch.stack(feature_maps).float() if feature_maps else None,
     )
+
+
+def _in_image_frame(scene: SceneData, i: int, array: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+    """Frame ``i``'s depth or label map in its image's pixel grid when it was recorded by another camera."""
+    if scene.map_intrinsics is None:
+        return array
+    if scene.intrinsics is None:
+        raise ValueError(f"scene {scene.name} gives map_intrinsics but no image intrinsics to resample into")
+    return resample_to_image(array, scene.map_intrinsics[i], scene.intrinsics[i], image_hw)
 
 
 def _cut_like(array: np.ndarray, image_hw: tuple[int, int], size: tuple[int, int], interpolation: str) -> np.ndarray:

@@ -32,7 +32,16 @@ from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserCo
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 
-from ff3r_ns.data.readers import read_7scenes, read_colmap, read_image_folder, read_nerfstudio, read_scenes, read_video
+from ff3r_ns.data.readers import (
+    read_7scenes,
+    read_colmap,
+    read_image_folder,
+    read_nerfstudio,
+    read_scannet,
+    read_scannetpp,
+    read_scenes,
+    read_video,
+)
 from ff3r_ns.data.scene import SceneData
 from ff3r_ns.network.cameras import opencv_to_opengl_c2w
 
@@ -252,8 +261,41 @@ class FF3RSevenScenesDataParser(FF3RDataParser):
 
 
 @dataclass
+class FF3RScanNetDataParserConfig(FF3RDataParserConfig):
+    """A ScanNet scene as SensReader exports it (color/, depth/, pose/, intrinsic/), with label-filt/ labels."""
+
+    _target: Type = field(default_factory=lambda: FF3RScanNetDataParser)
+    data: Path = Path()
+    """The scene folder (e.g. .../scans/scene0000_00)."""
+    labels_tsv: Optional[Path] = None
+    """scannetv2-labels.combined.tsv (raw category id -> NYU40 id); default: found in the scene folder or up
+    to three folders above it. Needed only when the scene has label-filt/."""
+
+
+class FF3RScanNetDataParser(FF3RDataParser):
+    config: FF3RScanNetDataParserConfig
+
+    def read(self) -> list[SceneData]:
+        return [read_scannet(self.config.data, labels_tsv=self.config.labels_tsv, verify=self.config.verify_images)]
+
+
+@dataclass
+class FF3RScanNetppDataParserConfig(FF3RDataParserConfig):
+    """A ScanNet++ DSLR scene, undistorted by the ScanNet++ toolkit (dslr/nerfstudio/transforms_undistorted.json)."""
+
+    _target: Type = field(default_factory=lambda: FF3RScanNetppDataParser)
+    data: Path = Path()
+    """The scene folder (holding dslr/), or its dslr/ folder."""
+
+
+class FF3RScanNetppDataParser(FF3RDataParser):
+    def read(self) -> list[SceneData]:
+        return [read_scannetpp(self.config.data, verify=self.config.verify_images)]
+
+
+@dataclass
 class FF3RMultiSceneDataParserConfig(FF3RDataParserConfig):
-    """A folder of many scenes of any kind above (e.g. DL3DV: <scene>/images_4 + transforms.json)."""
+    """A folder of many scenes of any kind above (e.g. DL3DV-10K: <scene>/images_4 + transforms.json)."""
 
     _target: Type = field(default_factory=lambda: FF3RMultiSceneDataParser)
     data: Path = Path()
@@ -288,6 +330,12 @@ colmap_dataparser = DataParserSpecification(
 )
 sevenscenes_dataparser = DataParserSpecification(
     config=FF3RSevenScenesDataParserConfig(), description="FF3R: a 7-Scenes RGB-D scene"
+)
+scannet_dataparser = DataParserSpecification(
+    config=FF3RScanNetDataParserConfig(), description="FF3R: a ScanNet RGB-D scene with 2D labels"
+)
+scannetpp_dataparser = DataParserSpecification(
+    config=FF3RScanNetppDataParserConfig(), description="FF3R: a ScanNet++ DSLR scene (undistorted)"
 )
 multiscene_dataparser = DataParserSpecification(
     config=FF3RMultiSceneDataParserConfig(), description="FF3R: a folder of many scenes (training)"

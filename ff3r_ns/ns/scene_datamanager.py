@@ -1,7 +1,7 @@
 """The data side of ``ns-train ff3r``: one scene read through an FF3R dataparser, and its context views.
 
 The ``ff3r-scene`` dataparser detects the kind of source (image folder, video, transforms.json, COLMAP,
-7-Scenes); the datamanager holds the scene and, once the pipeline has run the network, serves the context views
+7-Scenes, ScanNet, ScanNet++; docs/DATASETS.md); the datamanager holds the scene and, once the pipeline has run the network, serves the context views
 as the network saw them with their predicted cameras (the batches of the optional refinement, and what the
 viewer shows as training cameras), and the held-out target views at the scene's poses as its eval views (what
 ``ns-render interpolate`` and ``ns-render spiral`` start from).
@@ -34,7 +34,7 @@ from ff3r_ns.ns.dataparsers import FF3RDataParser, FF3RDataParserConfig, opencv_
 @dataclass
 class FF3RSceneDataParserConfig(FF3RDataParserConfig):
     """Any scene the readers accept, its kind detected: an image folder, a video, a nerfstudio scene
-    (transforms.json), a COLMAP model or a 7-Scenes sequence folder."""
+    (transforms.json, DL3DV-10K), a COLMAP model, a 7-Scenes sequence folder, a ScanNet or ScanNet++ scene."""
 
     _target: Type = field(default_factory=lambda: FF3RSceneDataParser)
     data: Path = Path()
