@@ -1,6 +1,6 @@
 """Train FF3R on procedural rooms: generate the rooms, train (one GPU or several), time and plot the runs.
 
-    python scripts/train_synthetic.py generate data/rooms --train 64 --eval 8 --views 24 --size 224
+    python scripts/train_synthetic.py generate data/rooms --train 64 --eval 8 --views 96 --size 224
     python scripts/train_synthetic.py train data/rooms/train --name full --steps 3000
     python scripts/train_synthetic.py train data/rooms/train --name no-fusion --steps 600 --no-fusion
     python scripts/train_synthetic.py plot runs/*/ff3r-train/*/losses.jsonl --out docs/training_curves.png
@@ -9,7 +9,9 @@
 ``train`` is ``ns-train ff3r-train`` with the settings of docs/TRAINING.md filled in (it builds the same
 TrainerConfig and hands it to nerfstudio's ``ns-train`` entry function, multi-GPU launch included); every
 flag maps to one ns-train option, listed in ``--help``. Training rooms use seeds 0..N-1, evaluation rooms
-seeds 100000.. (never trained on).
+seeds 100000.. (never trained on). Rooms are video-like captures by default (``--trajectory video``: a few
+centimetres and degrees a frame), so a training sample spans ``--min-gap``..``--max-gap`` frames (16-64: about
+0.3-1 m and 15-50 degrees from its first to its last view; docs/TRAINING.md, "Camera trajectories").
 """
 
 from __future__ import annotations
@@ -26,21 +28,27 @@ EVAL_SEED_OFFSET = 100_000
 """Seeds of the evaluation rooms start here, far from the training rooms' 0..N-1."""
 
 
-def _write_room(job: tuple[Path, int, int, int]) -> str:
+def _write_room(job: tuple[Path, int, int, int, str, tuple[float, float]]) -> str:
     import torch
 
     from ff3r_ns.data.synthetic import RoomConfig, write_scene
 
     torch.set_num_threads(1)
-    out, seed, views, size = job
+    out, seed, views, size, trajectory, fov = job
     if not (out / "transforms.json").is_file():
-        write_scene(out, RoomConfig(seed=seed, num_views=views, image_size=size))
+        write_scene(out, RoomConfig(seed=seed, num_views=views, image_size=size, trajectory=trajectory, fov_deg=fov))
     return out.name
 
 
 def generate(args: argparse.Namespace) -> None:
-    jobs = [(args.root / "train" / f"room_{i:04d}", i, args.views, args.size) for i in range(args.train)]
-    jobs += [(args.root / "eval" / f"room_{i:04d}", EVAL_SEED_OFFSET + i, args.views, args.size) for i in range(args.eval)]
+    if len(args.fov) > 2:
+        raise SystemExit(f"--fov takes one value or a low and a high one, got {args.fov}")
+    fov = (args.fov[0], args.fov[-1])
+    jobs = [(args.root / "train" / f"room_{i:04d}", i, args.views, args.size, args.trajectory, fov) for i in range(args.train)]
+    jobs += [
+        (args.root / "eval" / f"room_{i:04d}", EVAL_SEED_OFFSET + i, args.views, args.size, args.trajectory, fov)
+        for i in range(args.eval)
+    ]
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         for done, _ in enumerate(pool.map(_write_room, jobs), start=1):
@@ -72,6 +80,7 @@ def build_config(args: argparse.Namespace):
     datamanager.sampling.min_views = args.min_views  # --pipeline.datamanager.sampling.min-views
     datamanager.sampling.max_views = args.max_views  # --pipeline.datamanager.sampling.max-views
     datamanager.sampling.min_gap = args.min_gap  # --pipeline.datamanager.sampling.min-gap
+    datamanager.sampling.max_gap = args.max_gap  # --pipeline.datamanager.sampling.max-gap
     datamanager.num_workers, datamanager.prefetch = args.workers, 4  # --pipeline.datamanager.num-workers/prefetch
     datamanager.cache_views = True  # --pipeline.datamanager.cache-views True
     datamanager.feature_downsample = args.feature_downsample  # --pipeline.datamanager.feature-downsample
@@ -147,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("root", type=Path)
     gen.add_argument("--train", type=int, default=64, help="training rooms (seeds 0..N-1)")
     gen.add_argument("--eval", type=int, default=8, help=f"evaluation rooms (seeds {EVAL_SEED_OFFSET}..)")
-    gen.add_argument("--views", type=int, default=24, help="views per room")
+    gen.add_argument("--views", type=int, default=96, help="views (frames) per room")
+    gen.add_argument("--trajectory", choices=("video", "loop"), default="video",
+                     help="video: handheld captures (default); loop: the closed loop of the shipped model's rooms")  # fmt: skip
+    gen.add_argument("--fov", type=float, nargs="+", default=[50.0, 90.0], metavar="DEG",
+                     help="field of view in degrees: one value (the shipped model's rooms: 70) or a range drawn per room")  # fmt: skip
     gen.add_argument("--size", type=int, default=224, help="image size (even)")
     gen.add_argument("--workers", type=int, default=8, help="processes")
 
@@ -166,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--size", type=int, default=224)
     run.add_argument("--min-views", type=int, default=4)
     run.add_argument("--max-views", type=int, default=10)
-    run.add_argument("--min-gap", type=int, default=8)
+    run.add_argument("--min-gap", type=int, default=16, help="fewest frames from a sample's first to its last view")
+    run.add_argument("--max-gap", type=int, default=64, help="most frames from a sample's first to its last view")
     run.add_argument("--no-fusion", action="store_true", help="ablation: no token-wise fusion")
     run.add_argument("--warp", type=float, default=0.1, help="L_warp weight (0: ablation without G->S warping)")
     run.add_argument("--voxel-lambda", type=float, default=None, help="Eq. 7 lambda (0: ablation without S->G)")

@@ -1,8 +1,11 @@
-"""Synthetic rooms: determinism, multi-view geometric consistency, labels, the stand-in teacher, the script."""
+"""Synthetic rooms: determinism, multi-view geometric consistency, labels, the stand-in teacher, the script,
+and the two camera trajectories (video-like and the closed loop)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import runpy
 import subprocess
@@ -24,6 +27,13 @@ from ff3r_ns.data.synthetic import (
     render_views,
     write_scene,
 )
+from ff3r_ns.data.synthetic.room import CAMERA_CLEARANCE, distance_to_primitive
+from ff3r_ns.data.synthetic.trajectory import (
+    MAX_STEP_ROTATION_DEG,
+    MAX_STEP_TRANSLATION,
+    horizontal_clearance,
+    step_motion,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 FLOOR, WALL, CEILING = 2, 1, 3
@@ -35,7 +45,36 @@ def small_config(seed: int = 0, **kwargs) -> RoomConfig:
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory) -> Path:
+    """A small room with the default (video) trajectory."""
     return write_scene(tmp_path_factory.mktemp("room") / "scene", small_config()).parent
+
+
+def scene_digests(root: Path) -> dict[str, str]:
+    """sha256 over the bytes of every file of each frame folder, and of transforms.json without its
+    ``ff3r_synthetic`` entry (the scene version and the config's fields, which version 2 extends)."""
+    digests = {}
+    for sub in ("images", "depth", "labels", "features"):
+        h = hashlib.sha256()
+        for path in sorted((root / sub).iterdir()):
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+        digests[sub] = h.hexdigest()
+    meta = json.loads((root / "transforms.json").read_text())
+    meta.pop("ff3r_synthetic")
+    digests["transforms.json"] = hashlib.sha256(json.dumps(meta, indent=2).encode()).hexdigest()
+    return digests
+
+
+# Measured with the code before video trajectories existed (scene version 1, commit 83671d7) for
+# RoomConfig(seed=0, num_views=4, image_size=32), whose cameras were the loop at 70 degrees. PNG and npz
+# bytes also depend on the zlib that Pillow and zipfile use (this environment's).
+LOOP_V1_DIGESTS = {
+    "images": "13090e1bd0be795e58901bd8c04ed7dafc7e8ca01332c33a57701e7e80686d5e",
+    "depth": "64dcb53756511f840f10d71228145f278fcd856394921ca964be04f7f2a10870",
+    "labels": "7f907465af46c9c738f09922ef805da036cf8ca6045766b3e7c8b607dc44b1d2",
+    "features": "f9d0bd68134a263a90783d84a37478b5a264987843a964f824e5258dc92b4df7",
+    "transforms.json": "f7268482702610637348dc29776d8f749fbca008943dc985d7c04669cd717e2c",
+}
 
 
 def read_frames(root: Path) -> tuple[dict, list[dict]]:
@@ -109,7 +148,8 @@ def test_transforms_json(scene):
     meta = json.loads((scene / "transforms.json").read_text())
     assert meta["camera_model"] == "OPENCV" and meta["w"] == meta["h"] == 64
     assert meta["cx"] == 32 and meta["cy"] == 32 and meta["depth_unit_scale_factor"] == 0.001
-    assert meta["ff3r_synthetic"]["classes"] == list(CLASS_NAMES) and meta["ff3r_synthetic"]["version"] == 1
+    assert meta["ff3r_synthetic"]["classes"] == list(CLASS_NAMES) and meta["ff3r_synthetic"]["version"] == 2
+    assert meta["ff3r_synthetic"]["config"]["trajectory"] == "video"
     assert len(meta["frames"]) == 8
     frame = meta["frames"][3]
     assert frame["file_path"] == "images/frame_00003.png" and frame["feature_file_path"] == "features/frame_00003.npz"
@@ -204,8 +244,8 @@ def test_refuses_to_overwrite_foreign_folder_and_replaces_own(tmp_path):
     assert sorted(p.name for p in (own / "images").iterdir()) == ["frame_00000.png", "frame_00001.png"]
 
 
-def test_camera_path_is_clear_of_furniture_and_closed():
-    config = RoomConfig(seed=5, num_views=16)
+def test_loop_camera_path_is_clear_of_furniture_and_closed():
+    config = RoomConfig(seed=5, num_views=16, trajectory="loop", fov_deg=70.0)
     room = generate_room(config)
     cams = make_cameras(room, config)
     W, D, H = room.size
@@ -221,6 +261,15 @@ def test_config_rejects_bad_values():
         RoomConfig(image_size=63)
     with pytest.raises(ValueError, match="range"):
         RoomConfig(num_chairs=(3, 1))
+    with pytest.raises(ValueError, match="trajectory"):
+        RoomConfig(trajectory="spiral")
+    with pytest.raises(ValueError, match="fov_deg"):
+        RoomConfig(fov_deg=(5.0, 60.0))
+    with pytest.raises(ValueError, match="camera_speed"):
+        RoomConfig(camera_speed=(0.0, 0.03))
+    with pytest.raises(ValueError, match="camera_speed"):
+        RoomConfig(camera_speed=(0.01, 0.2))
+    assert RoomConfig(fov_deg=70).fov_deg == (70.0, 70.0)
 
 
 def test_script_end_to_end(tmp_path, capsys):
@@ -237,3 +286,111 @@ def test_script_end_to_end(tmp_path, capsys):
     make_synthetic = runpy.run_path(str(script))  # the error path, in process
     assert make_synthetic["main"]([str(tmp_path / "other"), "--num-views", "2", "--image-size", "32"]) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_loop_files_are_bit_identical_to_version_1(tmp_path):
+    root = write_scene(tmp_path / "loop", RoomConfig(seed=0, num_views=4, image_size=32, trajectory="loop", fov_deg=70.0))
+    assert scene_digests(root.parent) == LOOP_V1_DIGESTS
+    meta = json.loads(root.read_text())  # a version-1 reader finds what it found; only the version is new
+    assert meta["ff3r_synthetic"]["version"] == 2 and meta["ff3r_synthetic"]["config"]["trajectory"] == "loop"
+    with np.load(root.parent / "features" / "frame_00000.npz") as record:
+        assert int(record["version"]) == 1  # the teacher records did not change
+
+
+def video_cameras(seeds, num_views: int = 96):
+    """(room, config, cameras) of video rooms, cameras only (nothing rendered)."""
+    for seed in seeds:
+        config = RoomConfig(seed=seed, num_views=num_views, image_size=32)
+        room = generate_room(config)
+        yield room, config, make_cameras(room, config)
+
+
+def test_video_motion_is_bounded_and_smooth(scene):
+    meta, frames = read_frames(scene)
+    written = np.stack([f["c2w"] for f in frames])
+    translation, rotation = step_motion(written)
+    assert translation.max() < MAX_STEP_TRANSLATION and rotation.max() < MAX_STEP_ROTATION_DEG
+    means = []
+    for _, config, cameras in video_cameras(range(8)):
+        translation, rotation = step_motion(cameras.camera_to_worlds)
+        assert translation.max() < MAX_STEP_TRANSLATION, config.seed  # 6 cm a frame
+        assert rotation.max() < MAX_STEP_ROTATION_DEG, config.seed  # 5 degrees a frame
+        means.append((translation.mean(), rotation.mean()))
+        far, _ = step_motion(cameras.camera_to_worlds, 16)
+        assert far.max() > 0.1, "the camera should get somewhere in 16 frames"
+    translation, rotation = np.mean(means, axis=0)
+    print(f"\nmean step over 8 rooms: {100 * translation:.2f} cm, {rotation:.2f} deg")
+    assert 0.005 < translation < 0.035 and 0.2 < rotation < 2.5
+
+
+def test_video_cameras_stay_inside_the_room_clear_of_furniture():
+    for room, config, cameras in video_cameras(range(8)):
+        W, D, H = room.size
+        centres = cameras.camera_to_worlds[:, :3, 3]
+        margin = config.camera_clearance
+        assert np.all(np.abs(centres[:, 0]) <= W / 2 - margin) and np.all(np.abs(centres[:, 1]) <= D / 2 - margin)
+        assert np.all((centres[:, 2] > 1.1) & (centres[:, 2] < min(2.0, H - 0.3)))
+        for cx, cy, hx, hy, yaw in room.footprints:  # every floor-standing piece's box, in its own frame
+            c, s = math.cos(yaw), math.sin(yaw)
+            dx, dy = centres[:, 0] - cx, centres[:, 1] - cy
+            local = np.abs(np.stack([c * dx + s * dy, -s * dx + c * dy], -1)) - (hx, hy)
+            assert np.all(np.linalg.norm(np.maximum(local, 0.0), axis=1) >= margin - 1e-9), config.seed
+        assert horizontal_clearance(room, centres[:, :2]).min() >= margin
+        assert all(distance_to_primitive(centres, p).min() > CAMERA_CLEARANCE for p in room.primitives)
+
+
+def test_video_field_of_view_is_drawn_per_room():
+    fovs = [math.degrees(2 * math.atan(16 / cameras.intrinsics[0, 0])) for *_, cameras in video_cameras(range(8), 2)]
+    assert all(50.0 <= f <= 90.0 for f in fovs) and max(fovs) - min(fovs) > 10.0, fovs
+    config = RoomConfig(seed=0, num_views=2, image_size=32, fov_deg=60.0)
+    assert math.isclose(make_cameras(generate_room(config), config).intrinsics[0, 0], 16 / math.tan(math.radians(30)))
+
+
+def test_video_cameras_look_at_something(scene):
+    _, frames = read_frames(scene)
+    for frame in frames:  # the middle of the image is not a wall a few centimetres away
+        h, w = frame["depth"].shape
+        assert np.median(frame["depth"][h // 2 - 4 : h // 2 + 4, w // 2 - 4 : w // 2 + 4]) > 0.5
+
+
+def surface_agreement(meta: dict, a: dict, b: dict, rel_tol: float = 0.01) -> tuple[int, int]:
+    """Pixels of view a whose point (a's depth) projects inside view b, and how many of them lie on b's
+    surface there: the point's depth in b within the range of b's depths at the 2x2 pixel centres around
+    its projection (bilinear footprint; +- 1 % + 2 mm for the millimetre depth files)."""
+    h, w = a["depth"].shape
+    K = np.array([[meta["fl_x"], 0, meta["cx"]], [0, meta["fl_y"], meta["cy"]], [0, 0, 1]])
+    v, u = np.mgrid[0:h, 0:w]
+    rays = np.stack([(u + 0.5 - K[0, 2]) / K[0, 0], (v + 0.5 - K[1, 2]) / K[1, 1], np.ones((h, w))], -1)
+    world = (rays * a["depth"][..., None]) @ a["c2w"][:3, :3].T + a["c2w"][:3, 3]
+    w2c = np.linalg.inv(b["c2w"])
+    cam = world @ w2c[:3, :3].T + w2c[:3, 3]
+    zb = cam[..., 2]
+    ok = (a["depth"] > 0) & (zb > 0.05)
+    ub = np.where(ok, cam[..., 0] / np.where(ok, zb, 1.0) * K[0, 0] + K[0, 2], -1.0)
+    vb = np.where(ok, cam[..., 1] / np.where(ok, zb, 1.0) * K[1, 1] + K[1, 2], -1.0)
+    ok &= (ub >= 0.5) & (ub <= w - 0.5) & (vb >= 0.5) & (vb <= h - 0.5)  # between pixel centres of b
+    u0 = np.clip(np.floor(ub[ok] - 0.5).astype(np.int64), 0, w - 2)
+    v0 = np.clip(np.floor(vb[ok] - 0.5).astype(np.int64), 0, h - 2)
+    corners = np.stack([b["depth"][v0 + dv, u0 + du] for dv in (0, 1) for du in (0, 1)])
+    z, tol = zb[ok], rel_tol * zb[ok] + 0.002
+    on_surface = (z >= corners.min(0) - tol) & (z <= corners.max(0) + tol)
+    return int(ok.sum()), int(on_surface.sum())
+
+
+def test_video_reprojection_lands_on_the_same_surface(scene):
+    """Frame i's depth, unprojected and projected into frame i + k, matches frame i + k's own depth."""
+    meta, frames = read_frames(scene)
+    for k in (1, 3, 7):
+        counts = np.array([surface_agreement(meta, frames[i], frames[i + k]) for i in range(len(frames) - k)])
+        visible, consistent = counts.sum(0)
+        print(f"\n{k} frames apart: {consistent / visible:.4f} of {visible} reprojected pixels on the same surface")
+        assert visible > 0.5 * (len(frames) - k) * 64 * 64 and consistent / visible > 0.97
+
+
+def test_video_rooms_are_deterministic_and_loop_rooms_differ(tmp_path):
+    config = RoomConfig(seed=11, num_views=3, image_size=16)
+    first = write_scene(tmp_path / "a", config).parent
+    assert scene_digests(first) == scene_digests(write_scene(tmp_path / "b", config).parent)
+    loop = RoomConfig(seed=11, num_views=3, image_size=16, trajectory="loop")
+    room = generate_room(config)
+    assert not np.allclose(make_cameras(room, config).camera_to_worlds, make_cameras(room, loop).camera_to_worlds)

@@ -3,9 +3,12 @@
 A room is a closed box (floor, four walls, ceiling) furnished with chairs, tables, sofas, beds and
 "other" things (shelves with books, cabinets, lamps, plants, a TV, pictures, a door, a rug, ceiling
 lights), each built from textured boxes and vertical cylinders. Views are rendered by ray casting in
-torch (all pixels of a view at once, CPU, float32) along a smooth closed camera path, with Lambertian
+torch (all pixels of a view at once, CPU, float32) along a smooth camera path, with Lambertian
 shading from ceiling lights (shadows included), a hemispherical ambient term and a cheap ambient-occlusion
-darkening near the floor, in room corners and around furniture footprints.
+darkening near the floor, in room corners and around furniture footprints. A room is filmed like a handheld
+video (``RoomConfig.trajectory = "video"``, the default: a walk-through or a partial orbit around a piece of
+furniture, a few centimetres and degrees a frame) or along the closed loop around the room (``"loop"``,
+neighbouring views far apart); see :mod:`.trajectory`.
 
 One idea a module: :mod:`.config` (:class:`RoomConfig`), :mod:`.room` (what a room is made of),
 :mod:`.furniture` (the pieces), :mod:`.layout` (:func:`generate_room`), :mod:`.trajectory`
@@ -27,8 +30,8 @@ Conventions
 Scene folder written by :func:`write_scene` (a nerfstudio scene)
 ----------------------------------------------------------------
 ``transforms.json``: ``camera_model "OPENCV"`` (zero distortion), ``fl_x fl_y cx cy w h``,
-``depth_unit_scale_factor 0.001``, ``ff3r_synthetic {seed, classes, version, config}`` (``config``
-is the :class:`RoomConfig` that regenerates the scene), and per frame ``file_path``
+``depth_unit_scale_factor 0.001``, ``ff3r_synthetic {seed, classes, version, config}`` (``version``
+:data:`FORMAT_VERSION`, 2; ``config`` is the :class:`RoomConfig` that regenerates the scene), and per frame ``file_path``
 (``images/frame_00000.png``, RGB 8-bit), ``transform_matrix`` (OpenGL camera-to-world),
 ``depth_file_path`` (``depth/frame_00000.png``, uint16 millimetres, 0 = no hit),
 ``semantic_file_path`` (``labels/frame_00000.png``, uint8 class ids) and ``feature_file_path``

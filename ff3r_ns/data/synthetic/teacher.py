@@ -41,9 +41,11 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ff3r_ns.data.classes import BED, CEILING, CHAIR, CLASS_NAMES, OTHER, SOFA, TABLE, WALL
-from ff3r_ns.data.synthetic.config import FORMAT_VERSION, RoomConfig
+from ff3r_ns.data.synthetic.config import RoomConfig
 
 FEATURE_DIM = 512
+TEACHER_VERSION = 1
+"""Version of the factored teacher records (``features/*.npz``); independent of the scene's version."""
 
 _EMBEDDING_SEED = 2604_09862
 _SHARED_WEIGHT = 0.5  # squared weight of the component shared by all class embeddings: cos ~ 0.5
@@ -123,7 +125,7 @@ def teacher_view(labels: np.ndarray, seed: int, view: int, config: RoomConfig) -
         "feature_noise": np.asarray(config.teacher_feature_noise, dtype=np.float32),
         "class_noise_cell": np.asarray(max(1, min(h, w) // 2 // _CLASS_NOISE_NODES), dtype=np.int64),
         "feature_noise_cell": np.asarray(_FEATURE_NOISE_CELL, dtype=np.int64),
-        "version": np.asarray(FORMAT_VERSION, dtype=np.int64),
+        "version": np.asarray(TEACHER_VERSION, dtype=np.int64),
     }
 
 
@@ -144,8 +146,8 @@ def _smooth_noise(rng: np.random.Generator, channels: int, height: int, width: i
 def teacher_features(record: dict[str, np.ndarray], dtype: torch.dtype = torch.float32) -> Float[Tensor, "h2 w2 512"]:
     """Reconstruct the unit-norm 512-d teacher features of a factored record (see the module docstring)."""
     version = int(record["version"])
-    if version != FORMAT_VERSION:
-        raise ValueError(f"teacher feature file version {version} is not supported (this code reads {FORMAT_VERSION})")
+    if version != TEACHER_VERSION:
+        raise ValueError(f"teacher feature file version {version} is not supported (this code reads {TEACHER_VERSION})")
     weights = torch.from_numpy(record["weights"].astype(np.float32))
     h2, w2, num_classes = weights.shape
     embeddings = class_embeddings(FEATURE_DIM).double().numpy()
