@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--show", type=int, nargs="+", default=[0, 9, 17, 25], help="indices of the views to show")
     parser.add_argument("--trajectory", choices=("video", "loop"), default="video")
+    parser.add_argument("--fov", type=float, nargs="+", default=None, help="field of view in degrees, or a range")
     parser.add_argument("--stats", type=int, default=None, metavar="ROOMS",
                         help="print the camera motion statistics of this many rooms instead of drawing")  # fmt: skip
     args = parser.parse_args()
@@ -119,7 +120,10 @@ def main() -> None:
         return
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = RoomConfig(seed=args.seed, num_views=args.num_views, image_size=args.image_size, trajectory=args.trajectory)
+        fov = {} if args.fov is None else {"fov_deg": args.fov[0] if len(args.fov) == 1 else tuple(args.fov)}
+        config = RoomConfig(
+            seed=args.seed, num_views=args.num_views, image_size=args.image_size, trajectory=args.trajectory, **fov
+        )
         root = write_scene(Path(tmp) / "scene", config).parent
         meta = json.loads((root / "transforms.json").read_text())
         frames = [meta["frames"][i] for i in args.show]
