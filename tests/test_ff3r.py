@@ -5,6 +5,7 @@ import torch
 
 from ff3r_ns.network.cameras import project_points
 from ff3r_ns.network.config import FF3RConfig, preset
+import ff3r_ns.network.ff3r as ff3r_module
 from ff3r_ns.network.ff3r import FF3R
 
 
@@ -32,6 +33,18 @@ def test_forward_shapes(model, views):
     for tensor in (g.means, g.log_scales, g.quats, g.opacity_logits, g.sh, g.semantic, out.depth):
         assert torch.isfinite(tensor).all()
     assert (out.depth > 0).all() and (out.depth_conf >= 1).all()
+
+
+def test_semantic_encoder_in_chunks_gives_the_one_pass_result(model, monkeypatch):
+    # 256 views of 448 overflow an upsampling in one pass: outside training the LSeg encoder takes chunks of views.
+    images = torch.rand(5, 3, 56, 56)
+    with torch.no_grad():
+        tokens, features, _ = model.encode_semantics(images)
+        monkeypatch.setattr(ff3r_module, "SEMANTIC_CHUNK", 2)
+        chunked_tokens, chunked_features, _ = model.encode_semantics(images)
+    torch.testing.assert_close(chunked_tokens, tokens, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(chunked_features, features, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(features[0], features[1])  # views differ: a chunk mix-up would show
 
 
 def test_batch_of_scenes_keeps_scenes_apart(model):

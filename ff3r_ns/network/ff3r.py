@@ -34,6 +34,9 @@ from ff3r_ns.network.precision import backbone_autocast, full_precision, paramet
 from ff3r_ns.network.semantic import LSegImageEncoder
 from ff3r_ns.network.voxelize import semantic_aware_voxelize
 
+SEMANTIC_CHUNK = 32
+"""Views the LSeg encoder takes at once outside training (the result is the same for any chunk size)."""
+
 MIN_FOV, MAX_FOV = 1e-2, 3.1
 """Field-of-view range (radians) the decoded cameras are kept in."""
 
@@ -162,7 +165,13 @@ class FF3R(nn.Module):
         # A frozen encoder (LSeg's weights) keeps no activations: nothing upstream of it trains.
         trains = any(p.requires_grad for p in self.semantic_encoder.parameters())
         with torch.set_grad_enabled(torch.is_grad_enabled() and trains):
-            tokens, features = self.semantic_encoder(images)
+            if self.semantic_encoder.training or len(images) <= SEMANTIC_CHUNK:
+                tokens, features = self.semantic_encoder(images)
+            else:
+                # Views are independent in eval mode (BatchNorm uses its running statistics), and a chunk keeps
+                # the refinement's upsampled maps under INT_MAX elements (256 views of 448: 3.3e9 at once).
+                parts = [self.semantic_encoder(chunk) for chunk in images.split(SEMANTIC_CHUNK)]
+                tokens, features = torch.cat([t for t, _ in parts]), torch.cat([f for _, f in parts])
         return tokens, features, grid
 
     def forward(
