@@ -152,7 +152,7 @@ def vggt_reference_runner(path: str, size: int, device: torch.device, dtype: tor
     with device:  # random init directly on the GPU
         model = VGGT()
     model.point_head = model.track_head = None  # aggregator + camera + depth heads, as FF3R uses them
-    model = model.eval()
+    model = model.to(device).eval()  # its normalization buffers are made with torch.FloatTensor, on the CPU
 
     def run(views: int) -> Callable[[], dict]:
         images = torch.rand(1, views, 3, size, size, device=device)
@@ -222,13 +222,19 @@ def plot(results: list[dict], title: str, path: Path) -> None:
 
 
 def attention_backends(name: str):
-    """A context that restricts scaled_dot_product_attention to one backend (``default``: torch's choice)."""
+    """A context that puts one scaled_dot_product_attention backend first (``default``: torch's order).
+
+    The others stay as fallbacks: the float32 heads' attention (camera head) has no cuDNN or flash kernel.
+    """
     import contextlib
 
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
+    order = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
     choices = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION}
-    return contextlib.nullcontext() if name == "default" else sdpa_kernel([choices[name]])
+    if name == "default":
+        return contextlib.nullcontext()
+    return sdpa_kernel([choices[name]] + [b for b in order if b != choices[name]], set_priority=True)
 
 
 def main() -> None:
@@ -268,7 +274,7 @@ def main() -> None:
     dtype = getattr(torch, args.dtype) if device.type == "cuda" else torch.float32
     torch.backends.cuda.matmul.allow_tf32 = True
     if args.reference_vggt:
-        label, make = "vggt1b-reference", vggt_reference_runner(args.reference_vggt, args.size, device, dtype)
+        label, make = args.label or "vggt1b-reference", vggt_reference_runner(args.reference_vggt, args.size, device, dtype)
     else:
         label = args.label or (args.preset + ("-cast" if args.precision == "cast" else "") + ("-compiled" if args.compile else ""))
         make = ff3r_runner(

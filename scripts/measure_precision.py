@@ -57,7 +57,9 @@ def relative_errors(pred: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
 
 
 def voxel_errors(pred: torch.Tensor, ref: torch.Tensor, voxel: float) -> dict[str, float]:
-    err = (pred.float() - ref.float()).norm(dim=-1).flatten() / voxel
+    # FF3R keeps its pixel-aligned centres flat ([b, views*h*w, 3]), VGGT's unprojection [b, views, h, w, 3]:
+    # both in the order views, rows, columns.
+    err = (pred.float().reshape(-1, 3) - ref.float().reshape(-1, 3)).norm(dim=-1) / voxel
     sample = err[torch.randperm(len(err), device=err.device)[:1_000_000]]
     return {"median": err.median().item(), "p99": torch.quantile(sample, 0.99).item()}
 
@@ -94,6 +96,7 @@ def main() -> None:
         vggt = VGGT()
         ff3r = FF3R.from_preset("large")
     vggt.point_head = vggt.track_head = None
+    vggt.to(device)  # its normalization buffers are made with torch.FloatTensor, on the CPU
     perturb_(vggt, generator)
     perturb_(ff3r, generator)
     state = vggt.state_dict()
