@@ -19,8 +19,7 @@ import pytest
 import torch
 from nerfstudio.cameras.camera_paths import get_interpolated_camera_path, get_path_from_json, get_spiral_path
 from nerfstudio.cameras.cameras import Cameras
-from nerfstudio.utils.eval_utils import eval_setup
-from test_reconstruct import reconstruction, room, run_command, tiny_weights  # noqa: F401 (fixtures)
+from test_reconstruct import pipeline, reconstruction, room, run_command, tiny_weights  # noqa: F401 (fixtures)
 
 pytestmark = [
     pytest.mark.slow,
@@ -35,13 +34,6 @@ VIEW = 56
 """Side of the run's views: the room's 64 px cut to a multiple of the tiny network's 14 px patches."""
 MATCH = 6 / 255
 """Mean absolute difference (in [0, 1]) a decoded frame may have from its direct render."""
-
-
-@pytest.fixture(scope="module")
-def pipeline(reconstruction):
-    run, _ = reconstruction
-    _, pipeline, _, _ = eval_setup(run / "config.yml", test_mode="test")
-    return pipeline
 
 
 def direct_render(pipeline, cameras: Cameras, index: int) -> np.ndarray:

@@ -274,12 +274,28 @@ def test_config_yml_of_runs_saved_before_the_data_side_moved_loads(reconstructio
     assert yaml.load(old, Loader=yaml.Loader) == yaml.load(text, Loader=yaml.Loader)
 
 
-@pytest.mark.slow
-def test_ns_eval_reports_every_metric_or_why_not(reconstruction, tmp_path):
+@pytest.fixture(scope="module")
+def evaluation(reconstruction, tmp_path_factory) -> Path:
+    """``ns-eval`` on the run: its output JSON."""
     run, _ = reconstruction
-    out = tmp_path / "eval.json"
+    out = tmp_path_factory.mktemp("eval") / "eval.json"
     run_command("ns-eval", "--load-config", str(run / "config.yml"), "--output-path", str(out))
-    results = json.loads(out.read_text())["results"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def pipeline(reconstruction):
+    """The run's pipeline loaded as ns-eval, ns-render and the scripts load it."""
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    run, _ = reconstruction
+    _, pipeline, _, _ = eval_setup(run / "config.yml", test_mode="test")
+    return pipeline
+
+
+@pytest.mark.slow
+def test_ns_eval_reports_every_metric_or_why_not(evaluation):
+    results = json.loads(evaluation.read_text())["results"]
     assert results["num_target_views"] == 2 and results["num_context_views"] == ROOM_VIEWS - 2
     for name in ("psnr", "ssim", "context_psnr", "miou", "accuracy", "depth_abs_rel", "depth_inlier_ratio_1.03",
                  "pose_rotation_deg_mean", "pose_translation_mean"):  # fmt: skip
