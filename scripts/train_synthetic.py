@@ -89,7 +89,7 @@ def build_config(args: argparse.Namespace):
     model.init_checkpoint = args.init  # --pipeline.model.init-checkpoint
     model.fusion = not args.no_fusion  # --pipeline.model.fusion False
     model.voxel_lambda = args.voxel_lambda  # --pipeline.model.voxel-lambda
-    model.loss = LossWeights(lpips=args.lpips, warp=args.warp)  # --pipeline.model.loss.lpips / .warp
+    model.loss = LossWeights(lpips=args.lpips, warp=args.warp, points=args.points)  # --pipeline.model.loss.lpips / .warp / .points
     # --optimizers.{heads,backbone}.optimizer.lr and .scheduler.{warmup-steps,max-steps}
     config.optimizers = default_optimizers(args.steps, args.warmup, args.lr, args.backbone_lr_scale)
     return config
@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--warp", type=float, default=0.1, help="L_warp weight (0: ablation without G->S warping)")
     run.add_argument("--voxel-lambda", type=float, default=None, help="Eq. 7 lambda (0: ablation without S->G)")
     run.add_argument("--lpips", type=float, default=0.0, help="LPIPS weight (needs the VGG backbone file; 0 here)")
+    run.add_argument("--points", type=float, default=0.0,
+                     help="L_pts weight (dense point maps in the first view's frame; not in the paper, 0 = off)")
     run.add_argument("--num-devices", type=int, default=1)
     run.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     run.add_argument("--feature-downsample", type=int, default=2, help="teacher features at 1/(2 f) of the view size")

@@ -1,4 +1,6 @@
-"""The losses of Eq. 9-13 against hand-computed values."""
+"""The losses of Eq. 9-13 against hand-computed values; L_pts against a per-pixel loop."""
+
+import math
 
 import lpips
 import pytest
@@ -10,6 +12,7 @@ from ff3r_ns.training.losses import (
     depth_distillation_loss,
     feature_loss,
     make_lpips,
+    point_map_loss,
     pose_distillation_loss,
     rgb_loss,
     total_loss,
@@ -28,6 +31,7 @@ def test_loss_weights_are_the_paper_values():
     assert (weights.rgb, weights.lpips, weights.feat, weights.warp, weights.depth, weights.pose) == (
         1.0, 0.05, 0.1, 0.1, 1.0, 10.0,
     )  # fmt: skip
+    assert weights.points == 0.0  # not in the paper: off unless asked for
 
 
 def test_rgb_l1_matches_a_hand_value():
@@ -122,3 +126,83 @@ def test_total_loss_weights_each_term():
     assert custom.item() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="unknown loss terms \\['lpips'\\]"):
         total_loss({"lpips": torch.tensor(1.0)}, LossWeights())
+
+
+def _pose_enc(rotations_deg, translations, fov_deg, hw):
+    """Pose encodings of world-to-cameras rotating about y by the given angles."""
+    from ff3r_ns.network.cameras import encode_pose
+
+    extrinsics, intrinsics = [], []
+    for angle, t in zip(rotations_deg, translations):
+        a = math.radians(angle)
+        R = torch.tensor([[math.cos(a), 0.0, math.sin(a)], [0.0, 1.0, 0.0], [-math.sin(a), 0.0, math.cos(a)]])
+        extrinsics.append(torch.cat([R, torch.tensor(t)[:, None]], dim=1))
+        f = (hw[1] / 2) / math.tan(math.radians(fov_deg) / 2)
+        intrinsics.append(torch.tensor([[f, 0, hw[1] / 2], [0, f, hw[0] / 2], [0, 0, 1.0]]))
+    return encode_pose(torch.stack(extrinsics), torch.stack(intrinsics), hw)[None].double()
+
+
+def _points_by_hand(depth, pose_enc, hw):
+    """World point of every pixel: R^T (z K^-1 [u + 0.5, v + 0.5, 1] - t), one pixel at a time."""
+    h, w = hw
+    points = torch.zeros(*depth.shape, 3, dtype=torch.float64)
+    for view in range(depth.shape[1]):
+        q = pose_enc[0, view, 3:7].double()
+        x, y, z, qw = (float(v) for v in q / q.norm())  # xyzw, normalized as decoding does
+        R = torch.tensor([
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * qw), 2 * (x * z + y * qw)],
+            [2 * (x * y + z * qw), 1 - 2 * (x * x + z * z), 2 * (y * z - x * qw)],
+            [2 * (x * z - y * qw), 2 * (y * z + x * qw), 1 - 2 * (x * x + y * y)],
+        ], dtype=torch.float64)  # fmt: skip
+        t = pose_enc[0, view, :3].double()
+        fy = (h / 2) / math.tan(float(pose_enc[0, view, 7]) / 2)
+        fx = (w / 2) / math.tan(float(pose_enc[0, view, 8]) / 2)
+        for v in range(h):
+            for u in range(w):
+                d = float(depth[0, view, v, u])
+                cam = torch.tensor([(u + 0.5 - w / 2) / fx * d, (v + 0.5 - h / 2) / fy * d, d], dtype=torch.float64)
+                points[0, view, v, u] = R.T @ (cam - t)
+    return points
+
+
+def test_point_map_loss_matches_a_per_pixel_loop():
+    hw = (5, 6)
+    generator = torch.Generator().manual_seed(0)
+    teacher_enc = _pose_enc([0.0, 20.0, -35.0], [[0, 0, 0], [0.3, -0.1, 0.2], [-0.4, 0.2, 0.1]], 60.0, hw)
+    pred_enc = _pose_enc([0.0, 26.0, -30.0], [[0, 0, 0], [0.2, -0.1, 0.25], [-0.4, 0.1, 0.1]], 55.0, hw)
+    teacher_depth = 1 + torch.rand(1, 3, *hw, generator=generator, dtype=torch.float64)
+    teacher_depth[0, 2, 0, :] = 0  # unknown depth: never scored
+    pred_depth = 1 + torch.rand(1, 3, *hw, generator=generator, dtype=torch.float64)
+    conf = torch.rand(1, 3, *hw, generator=generator, dtype=torch.float64)
+
+    loss = point_map_loss(pred_depth, pred_enc, teacher_depth, teacher_enc, conf, top_fraction=0.5)
+
+    distances = (_points_by_hand(pred_depth, pred_enc, hw) - _points_by_hand(teacher_depth, teacher_enc, hw)).norm(dim=-1)
+    per_view = []
+    for view in range(3):
+        valid = teacher_depth[0, view] > 0
+        keep = round(0.5 * int(valid.sum()))
+        ranked = conf[0, view][valid].argsort(descending=True)[:keep]
+        per_view.append(distances[0, view][valid][ranked].mean())
+    torch.testing.assert_close(loss, torch.stack(per_view).mean(), rtol=1e-9, atol=1e-12)
+
+
+def test_point_map_loss_is_zero_at_the_teacher_and_moves_only_the_wrong_view():
+    hw = (4, 4)
+    enc = _pose_enc([0.0, 15.0, 40.0], [[0, 0, 0], [0.2, 0, 0.1], [0.1, 0.1, -0.3]], 70.0, hw)
+    depth = torch.full((1, 3, *hw), 2.0, dtype=torch.float64)
+    conf = torch.ones_like(depth)
+    pred_enc = enc.clone().requires_grad_(True)
+    assert point_map_loss(depth, pred_enc, depth, enc, conf).item() == 0.0
+
+    wrong = enc.clone()
+    wrong[0, 1, 3:7] = _pose_enc([0.0, 25.0, 40.0], [[0, 0, 0]] * 3, 70.0, hw)[0, 1, 3:7]  # view 1 turned by 10 deg
+    wrong.requires_grad_(True)
+    loss = point_map_loss(depth, wrong, depth, enc, conf)
+    loss.backward()
+    assert loss.item() > 0.1  # 10 degrees at depth 2: points move about 0.35, averaged over the three views
+    assert wrong.grad[0, 1, 3:7].abs().sum() > 0  # the wrong rotation is pushed back
+    assert wrong.grad[0, [0, 2]].abs().sum() == 0  # the right views get no gradient
+    assert torch.isfinite(wrong.grad).all()
+    with pytest.raises(ValueError, match="pose encodings be"):
+        point_map_loss(depth, enc[:, :2], depth, enc, conf)

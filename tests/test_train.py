@@ -16,7 +16,7 @@ from ff3r_ns.network.weights import load_ff3r_checkpoint
 from ff3r_ns.ns.multiview_datamanager import FF3RTrainDataManagerConfig
 from ff3r_ns.ns.optimization import GlobalClipOptimizers, default_optimizers
 from ff3r_ns.ns.train import EXPORT_DIR, LOSS_LOG, FF3RTrainModelConfig, ff3r_train_method, latest_checkpoint, main
-from ff3r_ns.training.losses import LossWeights
+from ff3r_ns.training.losses import LossWeights, point_map_loss
 from ff3r_ns.training.schedule import warmup_cosine_factor
 from ff3r_ns.training.teachers import DatasetGeometryTeacher
 
@@ -159,6 +159,19 @@ def test_ablation_switches(rooms):
         model.get_loss_dict(model(views), batch, metrics)
         terms.append({key for key in metrics if key.startswith("loss_")})
     assert "loss_warp" in terms[0] and terms[1] == terms[0] - {"loss_warp"}
+
+    # L_pts (not in the paper) only where asked for; its value is point_map_loss of the outputs and targets.
+    points = make_model(loss=LossWeights(lpips=0.0, points=2.0))
+    metrics = {}
+    outputs = points(views)
+    total = points.get_loss_dict(outputs, batch, metrics)["total"]
+    assert "loss_points" not in terms[0] and {key for key in metrics if key.startswith("loss_")} == terms[0] | {"loss_points"}
+    geometry = batch["geometry"]
+    expected = point_map_loss(outputs["depth"], outputs["pose_enc_list"][-1], geometry.depth, geometry.pose_enc,
+                              geometry.depth_conf, geometry.top_fraction)  # fmt: skip
+    assert metrics["loss_points"] == pytest.approx(float(expected)) and float(expected) > 0
+    without = sum(getattr(LossWeights(), key[5:]) * value for key, value in metrics.items() if key not in ("loss_total", "loss_points"))
+    assert float(total) == pytest.approx(without + 2.0 * float(expected), rel=1e-5)
 
 
 def test_warp_pairs_of_a_scene_do_not_depend_on_its_place_in_the_batch():

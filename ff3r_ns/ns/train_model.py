@@ -38,6 +38,7 @@ from ff3r_ns.training.losses import (
     depth_distillation_loss,
     feature_loss,
     make_lpips,
+    point_map_loss,
     pose_distillation_loss,
     rgb_loss,
     total_loss,
@@ -266,6 +267,11 @@ class FF3RTrainModel(Model):
             terms["depth"] = self._depth_loss(outputs, geometry)
         if weights.pose > 0:
             terms["pose"] = pose_distillation_loss(outputs["pose_enc_list"], geometry.pose_enc)
+        if weights.points > 0 and geometry.depth is not None:
+            terms["points"] = point_map_loss(
+                outputs["depth"], outputs["pose_enc_list"][-1], geometry.depth, geometry.pose_enc, geometry.depth_conf,
+                geometry.top_fraction,
+            )  # fmt: skip
         total, log = total_loss(terms, weights)
         if metrics_dict is not None:
             metrics_dict.update({f"loss_{name}": value for name, value in log.items()})

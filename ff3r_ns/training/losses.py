@@ -16,9 +16,10 @@ from typing import Literal, Optional, Union
 import lpips
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 
+from ff3r_ns.network.cameras import decode_pose, unproject_depth
 from ff3r_ns.network.checkpointing import chunked_sum
 from ff3r_ns.network.weights import WeightsUnavailable
 
@@ -45,6 +46,9 @@ class LossWeights:
     """``lambda_3``: weight of ``L_d`` (Eq. 12), depth distillation."""
     pose: float = 10.0
     """``lambda_4``: weight of ``L_p`` (Eq. 11), pose-encoding distillation."""
+    points: float = 0.0
+    """Weight of ``L_pts`` (not in the paper; 0 keeps its objective): distance of the predicted point map from the
+    teacher's in the first view's frame, a dense cross-view target for the cameras (VGGT and DUSt3R train so)."""
 
 
 def rgb_loss(
@@ -161,25 +165,73 @@ def depth_distillation_loss(
             f"pred_depth, teacher_depth and teacher_conf must share one shape [b, v, h, w], got "
             f"{list(pred_depth.shape)}, {list(teacher_depth.shape)} and {list(teacher_conf.shape)}"
         )
+    pred = pred_depth.flatten(0, 1).flatten(1)  # [views, pixels]
+    target = teacher_depth.detach().flatten(0, 1).flatten(1)
+    mask = confident_pixels(teacher_depth, teacher_conf, top_fraction)
+    target = torch.where(mask, target, torch.zeros_like(target))
+    # Eq. 12: (1 / N) sum_i mean over M of (D_teacher - D_hat)^2.
+    return _mean_over_views(torch.where(mask, (pred - target) ** 2, torch.zeros_like(pred)), mask)
+
+
+def confident_pixels(
+    teacher_depth: Float[Tensor, "b v h w"], teacher_conf: Float[Tensor, "b v h w"], top_fraction: float
+) -> Bool[Tensor, "bv hw"]:
+    """``M`` of Eq. 12 per view (flattened): the ``round(top_fraction * n_valid)`` valid pixels of highest
+    confidence, valid meaning finite positive teacher depth and finite confidence; ties broken arbitrarily."""
     if not 0 < top_fraction <= 1:
         raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
-    pred = pred_depth.flatten(0, 1).flatten(1)  # [views, pixels]
     target = teacher_depth.detach().flatten(0, 1).flatten(1)
     conf = teacher_conf.detach().flatten(0, 1).flatten(1)
     valid = torch.isfinite(target) & (target > 0) & torch.isfinite(conf)
-    target = torch.where(valid, target, torch.zeros_like(target))
-
     keep = torch.round(top_fraction * valid.sum(dim=1))  # [views]
     order = torch.where(valid, conf, torch.full_like(conf, -torch.inf)).argsort(dim=1, descending=True)
     positions = torch.arange(order.shape[1], device=order.device).expand_as(order)
     ranks = torch.empty_like(order).scatter_(1, order, positions)  # rank of each pixel, 0 = most confident
-    mask = valid & (ranks < keep[:, None])  # M: the top pixels of each view
+    return valid & (ranks < keep[:, None])
 
-    # Eq. 12: (1 / N) sum_i mean over M of (D_teacher - D_hat)^2.
-    squared = torch.where(mask, (pred - target) ** 2, torch.zeros_like(pred))
-    per_view = squared.sum(dim=1) / keep.clamp(min=1)
+
+def _mean_over_views(per_pixel: Float[Tensor, "bv hw"], mask: Bool[Tensor, "bv hw"]) -> Float[Tensor, ""]:
+    """Mean over each view's masked pixels, then over the views that have any (0, no gradient, if none has)."""
+    keep = mask.sum(dim=1).to(per_pixel.dtype)
+    per_view = per_pixel.sum(dim=1) / keep.clamp(min=1)
     has_pixels = (keep > 0).to(per_view.dtype)
     return (per_view * has_pixels).sum() / has_pixels.sum().clamp(min=1)
+
+
+def point_map_loss(
+    pred_depth: Float[Tensor, "b v h w"],
+    pred_pose_enc: Float[Tensor, "b v 9"],
+    teacher_depth: Float[Tensor, "b v h w"],
+    teacher_pose_enc: Float[Tensor, "b v 9"],
+    teacher_conf: Float[Tensor, "b v h w"],
+    top_fraction: float = 0.7,
+) -> Float[Tensor, ""]:
+    """``L_pts``: mean Euclidean distance between the predicted and the teacher's point maps.
+
+    Each point map is the depth unprojected with the cameras its pose encoding decodes to (principal point at the
+    image centre, as the encoding assumes), in the world of both encodings: the first view's camera, normalized
+    scale. A wrong relative pose of view i moves every point of view i, so the cameras get a dense, geometry-
+    weighted target, unlike ``L_p``'s nine numbers. Pixels are Eq. 12's ``M``; views are averaged as in ``L_d``.
+    The teacher gets no gradient.
+    """
+    shapes = {tuple(pred_depth.shape), tuple(teacher_depth.shape), tuple(teacher_conf.shape)}
+    encodings = {tuple(pred_pose_enc.shape), tuple(teacher_pose_enc.shape)}
+    if pred_depth.ndim != 4 or len(shapes) != 1 or encodings != {(*pred_depth.shape[:2], 9)}:
+        raise ValueError(
+            f"depths and confidence must share one shape [b, v, h, w] and the pose encodings be [b, v, 9]; got "
+            f"{list(pred_depth.shape)}, {list(teacher_depth.shape)}, {list(teacher_conf.shape)}, "
+            f"{list(pred_pose_enc.shape)} and {list(teacher_pose_enc.shape)}"
+        )
+    hw = tuple(pred_depth.shape[-2:])
+    mask = confident_pixels(teacher_depth, teacher_conf, top_fraction)
+    target_depth = torch.where(torch.isfinite(teacher_depth), teacher_depth, 0).detach()
+    pred = unproject_depth(pred_depth, *decode_pose(pred_pose_enc, hw)).flatten(0, 1).flatten(1, 2)  # [bv, hw, 3]
+    target = unproject_depth(target_depth, *decode_pose(teacher_pose_enc.detach(), hw)).flatten(0, 1).flatten(1, 2)
+    # sqrt's gradient at 0 is infinite: take it only where the distance is positive (0 elsewhere, exactly).
+    squared = ((pred - torch.where(mask[..., None], target, pred.detach())) ** 2).sum(-1)
+    positive = mask & (squared > 0)
+    distance = torch.where(positive, torch.where(positive, squared, 1.0).sqrt(), 0.0)
+    return _mean_over_views(distance, mask)
 
 
 def lpips_backbone_file(weights_path: Union[str, Path, None] = None, net: Literal["alex", "vgg"] = "vgg") -> Path:
@@ -241,7 +293,7 @@ def total_loss(terms: dict[str, Tensor], weights: LossWeights) -> tuple[Float[Te
     """``L_total`` of Eq. 13: the weighted sum of the given terms.
 
     ``terms`` maps names of :class:`LossWeights` fields (``rgb``, ``feat``, ``warp``, ``depth``,
-    ``pose``; LPIPS is inside ``rgb``) to scalar losses; a term left out contributes nothing.
+    ``pose``, ``points``; LPIPS is inside ``rgb``) to scalar losses; a term left out contributes nothing.
     Returns the total and, for logging, every unweighted term and ``"total"`` as floats.
     """
     names = {field.name for field in fields(LossWeights)} - {"lpips"}

@@ -1,0 +1,216 @@
+"""Does the camera head learn relative poses? Geometry-only training arms at equal steps, against the constant.
+
+    python scripts/pose_study.py OUT_DIR --arms pose pose+points --steps 600 [--preset small] [--size 112]
+
+A lean loop for comparing pose levers quickly (CPU or GPU): no rendering, no semantics, only the geometry terms
+of ``ns-train ff3r-train``'s objective on synthetic video rooms, with the same functions (the network, the
+dataset geometry teacher, ``L_p``, ``L_d``, ``L_pts``), so a lever that works here can be switched on there
+(``--pipeline.model.loss.points``). Each arm trains the same initial network on the same samples (one sample
+stream per seed) and is scored every ``--eval-every`` steps on held-out rooms:
+
+- ``L_p`` of the final pose iteration on the held-out samples, beside the **constant baseline**: ``L_p`` of
+  predicting, for every non-reference view, the mean target encoding of the training samples (the first view's
+  target is the identity, which the head gets right for free);
+- the mean rotation error of the non-reference views' predicted world-to-cameras (geodesic angle, degrees; the
+  world is the first view's camera, so this is the relative rotation to view 0), beside the same constant's.
+
+Arms: ``pose`` (``L_p`` + ``L_d``, the paper's geometry terms at its weights 10 and 1), ``pose+points``
+(plus ``--points-weight`` ``L_pts``), ``points`` (``L_d`` + ``L_pts`` alone). Writes ``OUT_DIR/pose_study.json``
+(every evaluation of every arm) and ``OUT_DIR/pose_study.png`` (the curves against the constants).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ff3r_ns.data.readers import read_scene
+from ff3r_ns.data.sampling import TrainViewSamplingConfig, sample_training_views
+from ff3r_ns.data.synthetic import RoomConfig, write_scene
+from ff3r_ns.data.views import load_views
+from ff3r_ns.network.cameras import decode_pose
+from ff3r_ns.network.ff3r import FF3R
+from ff3r_ns.training.losses import depth_distillation_loss, point_map_loss, pose_distillation_loss
+from ff3r_ns.training.teachers import DatasetGeometryTeacher, TrainBatch
+
+ARMS = {"pose": (10.0, 0.0), "pose+points": (10.0, None), "points": (0.0, None)}
+"""Weights (L_p, L_pts) of each arm; None: --points-weight. L_d has weight 1 in every arm."""
+EVAL_SEED_OFFSET = 100_000
+"""Held-out rooms' seeds start here (train_synthetic.py's convention)."""
+
+
+def make_rooms(root: Path, seeds: range, frames: int, size: int) -> list[Path]:
+    paths = []
+    for seed in seeds:
+        path = root / f"room_{seed:06d}"
+        if not (path / "transforms.json").is_file():
+            write_scene(path, RoomConfig(seed=seed, num_views=frames, image_size=size, shadows=False))
+        paths.append(path)
+    return paths
+
+
+def draw_batch(scenes, rng: np.random.Generator, sampling: TrainViewSamplingConfig, batch: int, views: int) -> TrainBatch:
+    """``batch`` rooms, ``views`` views each (a gap of sampling.min_gap..max_gap frames), with poses and depth."""
+    loaded = []
+    for i in rng.choice(len(scenes), size=batch, replace=len(scenes) < batch):
+        frames = sample_training_views(len(scenes[i]), sampling, rng)[:views]
+        loaded.append(load_views(scenes[i], frames, sampling.image_size, depth=True))
+    stack = lambda name: torch.stack([getattr(v, name) for v in loaded])  # noqa: E731
+    return TrainBatch(images=stack("images"), intrinsics=stack("intrinsics"), camera_to_worlds=stack("camera_to_worlds"),
+                      depth=stack("depth"))  # fmt: skip
+
+
+def rotation_error_deg(pose_enc: torch.Tensor, target: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """Geodesic angle between the decoded world-to-camera rotations of the non-reference views, [n]."""
+    R_pred, R_true = decode_pose(pose_enc[:, 1:], hw)[0][..., :3], decode_pose(target[:, 1:], hw)[0][..., :3]
+    cos = ((R_pred.transpose(-1, -2) @ R_true).diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
+    return torch.rad2deg(torch.acos(cos.clamp(-1, 1))).flatten()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--arms", nargs="+", default=["pose", "pose+points"], choices=sorted(ARMS))
+    parser.add_argument("--preset", default="small", choices=["tiny", "small"])
+    parser.add_argument("--size", type=int, default=112, help="view side (a multiple of 14)")
+    parser.add_argument("--rooms", type=int, default=48, help="training rooms (seeds 0..N-1)")
+    parser.add_argument("--eval-rooms", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=64, help="frames per video room")
+    parser.add_argument("--views", type=int, default=3, help="views per sample")
+    parser.add_argument("--min-gap", type=int, default=8)
+    parser.add_argument("--max-gap", type=int, default=24)
+    parser.add_argument("--batch", type=int, default=4, help="rooms per step")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--points-weight", type=float, default=1.0)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--eval-samples", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rooms = args.out / "rooms"
+    room_size = args.size + args.size // 7  # rendered a little larger, then center-cropped like training views
+    train = [read_scene(p) for p in make_rooms(rooms, range(args.rooms), args.frames, room_size)]
+    held = [read_scene(p) for p in make_rooms(rooms, range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + args.eval_rooms),
+                                              args.frames, room_size)]  # fmt: skip
+    sampling = TrainViewSamplingConfig(max_views=args.views, min_views=args.views, random_num_views=False,
+                                       min_gap=args.min_gap, max_gap=args.max_gap, image_size=args.size)  # fmt: skip
+    teacher, hw = DatasetGeometryTeacher(), (args.size, args.size)
+
+    # The same held-out samples for every arm and evaluation; the constant from training samples.
+    eval_rng = np.random.default_rng(EVAL_SEED_OFFSET + args.seed)
+    eval_batches = [draw_batch(held, eval_rng, sampling, 1, args.views) for _ in range(args.eval_samples)]
+    eval_targets = [teacher(b) for b in eval_batches]
+    mean_rng = np.random.default_rng(args.seed + 1)
+    train_encodings = torch.cat([teacher(draw_batch(train, mean_rng, sampling, 1, args.views)).pose_enc[0, 1:]
+                                 for _ in range(64)])  # fmt: skip
+    constant = train_encodings.mean(0)
+
+    def constant_scores() -> dict:
+        losses, angles = [], []
+        for t in eval_targets:
+            pred = t.pose_enc.clone()
+            pred[:, 1:] = constant
+            losses.append(float(pose_distillation_loss([pred], t.pose_enc)))
+            angles.append(rotation_error_deg(pred, t.pose_enc, hw))
+        return {"pose_loss": float(np.mean(losses)), "rotation_deg": float(torch.cat(angles).mean())}
+
+    baseline = constant_scores()
+    results = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "constant": baseline,
+               "device": str(device), "arms": {}}  # fmt: skip
+    print(f"constant baseline: L_p {baseline['pose_loss']:.4f}, rotation {baseline['rotation_deg']:.2f} deg", flush=True)
+
+    for arm in args.arms:
+        pose_w, points_w = ARMS[arm]
+        points_w = args.points_weight if points_w is None else points_w
+        torch.manual_seed(args.seed)
+        network = FF3R.from_preset(args.preset).to(device).train()
+        optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.05)
+        rng = np.random.default_rng(args.seed)
+        history, start = [], time.perf_counter()
+
+        @torch.no_grad()
+        def evaluate(step: int) -> dict:
+            network.eval()
+            losses, angles = [], []
+            for batch, target in zip(eval_batches, eval_targets):
+                out = network(batch.images.to(device), voxelize=False)
+                pred = out.pose_enc_list[-1].float().cpu()
+                losses.append(float(pose_distillation_loss([pred], target.pose_enc)))
+                angles.append(rotation_error_deg(pred, target.pose_enc, hw))
+            network.train()
+            row = {"step": step, "pose_loss": float(np.mean(losses)), "rotation_deg": float(torch.cat(angles).mean()),
+                   "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+            history.append(row)
+            return row
+
+        columns = [TextColumn(f"[bold]{arm}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]  # fmt: skip
+        with Progress(*columns) as progress:
+            task = progress.add_task(arm, total=args.steps, info="")
+            row = evaluate(0)
+            for step in range(1, args.steps + 1):
+                batch = draw_batch(train, rng, sampling, args.batch, args.views)
+                target = teacher(batch)
+                out = network(batch.images.to(device), voxelize=False)
+                pose_list = [p.float() for p in out.pose_enc_list]
+                depth_t, conf = target.depth.to(device), target.depth_conf.to(device)
+                loss = depth_distillation_loss(out.depth, depth_t, conf, target.top_fraction)
+                if pose_w > 0:
+                    loss = loss + pose_w * pose_distillation_loss(pose_list, target.pose_enc.to(device))
+                if points_w > 0:
+                    loss = loss + points_w * point_map_loss(out.depth, pose_list[-1], depth_t,
+                                                            target.pose_enc.to(device), conf, target.top_fraction)  # fmt: skip
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(network.parameters(), 0.5)
+                optimizer.step()
+                if step % args.eval_every == 0 or step == args.steps:
+                    row = evaluate(step)
+                info = f"eval L_p {row['pose_loss']:.4f} (constant {baseline['pose_loss']:.4f}), rot {row['rotation_deg']:.1f} deg"
+                progress.update(task, advance=1, info=info)
+        results["arms"][arm] = history
+        print(f"{arm}: " + ", ".join(f"step {r['step']}: L_p {r['pose_loss']:.4f} rot {r['rotation_deg']:.2f}" for r in history),
+              flush=True)  # fmt: skip
+        (args.out / "pose_study.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, args.out / "pose_study.png")
+    print(f"wrote {args.out / 'pose_study.json'} and {args.out / 'pose_study.png'}")
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, key, label in zip(axes, ("pose_loss", "rotation_deg"), ("held-out L_p", "held-out rotation error (deg)")):
+        for arm, history in results["arms"].items():
+            ax.plot([r["step"] for r in history], [r[key] for r in history], marker="o", ms=3, label=arm)
+        ax.axhline(results["constant"][key], color="k", ls="--", lw=1, label="constant (mean training pose)")
+        ax.set_xlabel("step")
+        ax.set_title(label)
+        if key == "pose_loss":
+            ax.set_yscale("log")
+    axes[0].legend(fontsize=8)
+    args = results["args"]
+    fig.suptitle(f"{args['preset']} preset, {args['size']} px, {args['views']} views {args['min_gap']}-{args['max_gap']} "
+                 f"frames apart, {args['batch']} rooms a step ({results['device']})", fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
