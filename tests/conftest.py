@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+from runs import evaluation, pipeline, reconstruction, room, tiny_weights  # noqa: F401 (session fixtures)
 
 # A hub miss costs ~50 s before failing; tests never download anything.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

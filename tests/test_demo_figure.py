@@ -1,5 +1,5 @@
 """``scripts/demo_figure.py``: the picture of what an ``ns-train ff3r`` run made, on the tiny room of
-``test_reconstruct.py`` (its fixtures: the run, its ``ns-eval`` JSON, the loaded pipeline)."""
+``runs.py`` (session fixtures: the run, its ``ns-eval`` JSON, the loaded pipeline)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,12 @@ import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import matplotlib.image
 import numpy as np
 import pytest
 import torch
-from test_reconstruct import (  # noqa: F401 (fixtures)
-    ENV,
-    REPO,
-    evaluation,
-    pipeline,
-    reconstruction,
-    room,
-    run_command,
-    tiny_weights,
-)
+from runs import ENV, REPO, run_command
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """``ns-render`` on an ``ns-train ff3r`` run: interpolate, spiral and camera-path videos.
 
-Each command runs as a subprocess on the tiny room of ``test_reconstruct.py`` (its fixtures); the video is
+Each command runs as a subprocess on the tiny room of ``runs.py`` (session fixtures); the video is
 decoded and its frames compared with direct renders of the same cameras, built the way ns-render builds
 them, by the run's pipeline loaded in this process. H.264 (4:2:0 chroma) is lossy: frames match within a
 few levels of 255, while a neighbouring camera's render does not.
@@ -19,7 +19,7 @@ import pytest
 import torch
 from nerfstudio.cameras.camera_paths import get_interpolated_camera_path, get_path_from_json, get_spiral_path
 from nerfstudio.cameras.cameras import Cameras
-from test_reconstruct import pipeline, reconstruction, room, run_command, tiny_weights  # noqa: F401 (fixtures)
+from runs import run_command
 
 pytestmark = [
     pytest.mark.slow,

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,22 +19,16 @@ import pytest
 import torch
 import yaml
 
-from ff3r_ns.data.synthetic import RoomConfig, write_scene
 from ff3r_ns.eval.alignment import apply_sim3, rotation_angle_deg
 from ff3r_ns.eval.protocol import refine_pose, select_views, transform_gaussians, upright_sim3
 from ff3r_ns.network.cameras import c2w_to_w2c, quat_to_matrix
 from ff3r_ns.network.ff3r import FF3R
 from ff3r_ns.network.gaussians import Gaussians
 from ff3r_ns.network.render import render_gaussians
-from ff3r_ns.network.weights import WeightsUnavailable, save_ff3r_checkpoint
+from ff3r_ns.network.weights import WeightsUnavailable
+from runs import BIN, ENV, REPO, ROOM_VIEWS, run_command
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore", "COLUMNS": "200"}
 SIZE, FOCAL = 32, 30.0
-ROOM_VIEWS, ROOM_SIZE = 12, 64
-HOLDOUT = 6
-"""Frames 3 and 9 of the 12-view room are held out as targets."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -180,45 +172,6 @@ def test_missing_shipped_weights_say_what_to_do(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------------------------------
 
 
-def run_command(*args: str, timeout: float = 300) -> str:
-    """Runs an installed command (ns-train, ...) or a script; returns stdout + stderr, failing with them."""
-    program = str(BIN / args[0]) if not args[0].endswith(".py") else sys.executable
-    command = [program, *args[1:]] if not args[0].endswith(".py") else [program, *args]
-    done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, f"{' '.join(command)} failed ({done.returncode}):\n{output[-6000:]}"
-    return output
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    return save_ff3r_checkpoint(FF3R.from_preset("tiny"), tmp_path_factory.mktemp("weights") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def room(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("room") / "room"
-    # The loop across the room (views 30 deg apart): the Sim(3) move of the prediction onto the true cameras is
-    # well posed. A video room's 12 frames span a few centimetres, so a random network's prediction can land
-    # anywhere, and ns-render's spiral around a held-out view then sees no Gaussian (empty frames, CI at 57d2d11).
-    config = RoomConfig(seed=0, num_views=ROOM_VIEWS, image_size=ROOM_SIZE, shadows=False, trajectory="loop", fov_deg=70.0)
-    write_scene(out, config)
-    return out
-
-
-@pytest.fixture(scope="module")
-def reconstruction(room, tiny_weights, tmp_path_factory) -> tuple[Path, str]:
-    """``ns-train ff3r`` on the room: (run folder, console output)."""
-    outputs = tmp_path_factory.mktemp("outputs")
-    output = run_command(
-        "ns-train", "ff3r", "--data", str(room), "--pipeline.weights", str(tiny_weights), "--output-dir", str(outputs),
-        "--timestamp", "run", "--pipeline.holdout-every", str(HOLDOUT), "--pipeline.refine-steps", "2",
-        "--pipeline.eval-pose-steps", "10",
-    )  # fmt: skip
-    return outputs / "room" / "ff3r" / "run", output
-
-
 def checkpoint_state(run: Path) -> dict:
     (path,) = sorted((run / "nerfstudio_models").glob("step-*.ckpt"))
     return torch.load(path, map_location="cpu", weights_only=True)["pipeline"]
@@ -272,25 +225,6 @@ def test_config_yml_of_runs_saved_before_the_data_side_moved_loads(reconstructio
     for name in ("FF3RDataManagerConfig", "FF3RSceneDataParserConfig"):
         assert f"ff3r_ns.ns.reconstruct.{name}" in old
     assert yaml.load(old, Loader=yaml.Loader) == yaml.load(text, Loader=yaml.Loader)
-
-
-@pytest.fixture(scope="module")
-def evaluation(reconstruction, tmp_path_factory) -> Path:
-    """``ns-eval`` on the run: its output JSON."""
-    run, _ = reconstruction
-    out = tmp_path_factory.mktemp("eval") / "eval.json"
-    run_command("ns-eval", "--load-config", str(run / "config.yml"), "--output-path", str(out))
-    return out
-
-
-@pytest.fixture(scope="module")
-def pipeline(reconstruction):
-    """The run's pipeline loaded as ns-eval, ns-render and the scripts load it."""
-    from nerfstudio.utils.eval_utils import eval_setup
-
-    run, _ = reconstruction
-    _, pipeline, _, _ = eval_setup(run / "config.yml", test_mode="test")
-    return pipeline
 
 
 @pytest.mark.slow
