@@ -14,6 +14,12 @@ stream per seed) and is scored every ``--eval-every`` steps on held-out rooms:
 - the mean rotation error of the non-reference views' predicted world-to-cameras (geodesic angle, degrees; the
   world is the first view's camera, so this is the relative rotation to view 0), beside the same constant's.
 
+and the **cross-view probe**: how far the predicted encodings of views 1.. move when only view 0 (the reference)
+is swapped for a view of another room, as a share of how far view 1's moves when view 1 itself is swapped. A head
+that compares views moves every relative pose with the reference (a share near 1 or above); a head that reads
+each image alone barely moves them (near 0). ``--probe CHECKPOINT...`` runs only the probe (and the held-out
+scores) on saved networks, e.g. the shipped ``ff3r_ns/weights/ff3r-small``.
+
 Arms: ``pose`` (``L_p`` + ``L_d``, the paper's geometry terms at its weights 10 and 1), ``pose+points``
 (plus ``--points-weight`` ``L_pts``), ``points`` (``L_d`` + ``L_pts`` alone). Writes ``OUT_DIR/pose_study.json``
 (every evaluation of every arm) and ``OUT_DIR/pose_study.png`` (the curves against the constants).
@@ -73,6 +79,24 @@ def rotation_error_deg(pose_enc: torch.Tensor, target: torch.Tensor, hw: tuple[i
     return torch.rad2deg(torch.acos(cos.clamp(-1, 1))).flatten()
 
 
+@torch.no_grad()
+def cross_view_share(network: FF3R, batches: list[TrainBatch], device: torch.device) -> float:
+    """Mean change of views 1..'s encodings when view 0 is swapped for another room's, over the mean change of
+    view 1's when view 1 is swapped (both over the held-out samples; the swap takes the next sample's view)."""
+    moved_by_ref, moved_by_self = [], []
+    for i, batch in enumerate(batches):
+        other = batches[(i + 1) % len(batches)].images
+        images = batch.images.to(device)
+        base = network(images, voxelize=False).pose_enc_list[-1].float()
+        swapped_ref, swapped_self = images.clone(), images.clone()
+        swapped_ref[:, 0], swapped_self[:, 1] = other[:, 0].to(device), other[:, 1].to(device)
+        ref = network(swapped_ref, voxelize=False).pose_enc_list[-1].float()
+        own = network(swapped_self, voxelize=False).pose_enc_list[-1].float()
+        moved_by_ref.append((ref[:, 1:] - base[:, 1:]).abs().mean())
+        moved_by_self.append((own[:, 1] - base[:, 1]).abs().mean())
+    return float(torch.stack(moved_by_ref).mean() / torch.stack(moved_by_self).mean().clamp_min(1e-12))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
@@ -94,6 +118,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--probe", nargs="+", type=Path, default=None, metavar="CHECKPOINT",
+                        help="only score these saved networks (held-out L_p, rotation, cross-view share); no training")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -127,6 +153,9 @@ def main() -> None:
         return {"pose_loss": float(np.mean(losses)), "rotation_deg": float(torch.cat(angles).mean())}
 
     baseline = constant_scores()
+    if args.probe:
+        probe(args, baseline, eval_batches, eval_targets, hw, device)
+        return
     results = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "constant": baseline,
                "device": str(device), "arms": {}}  # fmt: skip
     print(f"constant baseline: L_p {baseline['pose_loss']:.4f}, rotation {baseline['rotation_deg']:.2f} deg", flush=True)
@@ -149,9 +178,10 @@ def main() -> None:
                 pred = out.pose_enc_list[-1].float().cpu()
                 losses.append(float(pose_distillation_loss([pred], target.pose_enc)))
                 angles.append(rotation_error_deg(pred, target.pose_enc, hw))
+            share = cross_view_share(network, eval_batches, device)
             network.train()
             row = {"step": step, "pose_loss": float(np.mean(losses)), "rotation_deg": float(torch.cat(angles).mean()),
-                   "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+                   "cross_view_share": share, "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
             history.append(row)
             return row
 
@@ -186,6 +216,30 @@ def main() -> None:
         (args.out / "pose_study.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, args.out / "pose_study.png")
     print(f"wrote {args.out / 'pose_study.json'} and {args.out / 'pose_study.png'}")
+
+
+def probe(args, baseline: dict, batches: list[TrainBatch], targets, hw: tuple[int, int], device: torch.device) -> None:
+    """Held-out scores and the cross-view share of saved networks, beside a random initialization of each's size."""
+    from ff3r_ns.network.weights import load_ff3r_checkpoint
+
+    rows = {}
+    for checkpoint in args.probe:
+        trained = load_ff3r_checkpoint(checkpoint, device).eval()
+        torch.manual_seed(args.seed)
+        untrained = FF3R(trained.config).to(device).eval()
+        for name, network in ((str(checkpoint), trained), (f"{checkpoint} (random init)", untrained)):
+            with torch.no_grad():
+                preds = [network(b.images.to(device), voxelize=False).pose_enc_list[-1].float().cpu() for b in batches]
+            rows[name] = {
+                "pose_loss": float(np.mean([float(pose_distillation_loss([p], t.pose_enc)) for p, t in zip(preds, targets)])),
+                "rotation_deg": float(torch.cat([rotation_error_deg(p, t.pose_enc, hw) for p, t in zip(preds, targets)]).mean()),
+                "cross_view_share": cross_view_share(network, batches, device),
+            }
+            print(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in rows[name].items()), flush=True)
+    out = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "constant": baseline,
+           "probes": rows}  # fmt: skip
+    (args.out / "probe.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
+    print(f"wrote {args.out / 'probe.json'}")
 
 
 def plot(results: dict, path: Path) -> None:
