@@ -1,0 +1,44 @@
+"""scripts/pose_study.py end to end on the tiny preset: training arms, the constant baseline, the probe."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from runs import run_command
+
+from ff3r_ns.network.ff3r import FF3R
+from ff3r_ns.network.weights import save_ff3r_checkpoint
+
+SMALL = ["--preset", "tiny", "--size", "56", "--rooms", "3", "--eval-rooms", "2", "--frames", "24", "--min-gap", "4",
+         "--max-gap", "8", "--eval-samples", "3", "--batch", "2", "--threads", "1"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_pose_study_trains_arms_against_the_constant_and_probes_a_checkpoint(tmp_path):
+    out = tmp_path / "study"
+    run_command("scripts/pose_study.py", str(out), *SMALL, "--arms", "pose", "points", "--steps", "4",
+                "--eval-every", "2")  # fmt: skip
+    results = json.loads((out / "pose_study.json").read_text())
+    assert set(results["arms"]) == {"pose", "points"}
+    constant = results["constant"]
+    assert constant["pose_loss"] > 0 and 0 < constant["rotation_deg"] < 180
+    for history in results["arms"].values():
+        assert [row["step"] for row in history] == [0, 2, 4]
+        for row in history:
+            assert math.isfinite(row["pose_loss"]) and 0 <= row["rotation_deg"] <= 180
+            assert math.isfinite(row["cross_view_share"]) and row["cross_view_share"] >= 0
+    # Same initialization and samples: the arms start equal and part once their losses differ.
+    assert results["arms"]["pose"][0] == {**results["arms"]["points"][0], "seconds": results["arms"]["pose"][0]["seconds"]}
+    assert results["arms"]["pose"][-1]["pose_loss"] != results["arms"]["points"][-1]["pose_loss"]
+    assert (out / "pose_study.png").stat().st_size > 0
+
+    torch.manual_seed(3)
+    checkpoint = save_ff3r_checkpoint(FF3R.from_preset("tiny"), tmp_path / "tiny")
+    output = run_command("scripts/pose_study.py", str(out), *SMALL, "--probe", str(checkpoint))
+    probes = json.loads((out / "probe.json").read_text())["probes"]
+    assert set(probes) == {str(checkpoint), f"{checkpoint} (random init)"}
+    assert all(math.isfinite(row["cross_view_share"]) and row["cross_view_share"] > 0 for row in probes.values())
+    assert "cross_view_share" in output
