@@ -40,6 +40,7 @@ from ff3r_ns.data.readers import read_scene
 from ff3r_ns.data.sampling import TrainViewSamplingConfig, sample_training_views
 from ff3r_ns.data.synthetic import RoomConfig, write_scene
 from ff3r_ns.data.views import load_views
+from ff3r_ns.eval.alignment import rotation_angle_deg
 from ff3r_ns.network.cameras import decode_pose
 from ff3r_ns.network.ff3r import FF3R
 from ff3r_ns.training.losses import depth_distillation_loss, point_map_loss, pose_distillation_loss
@@ -72,26 +73,42 @@ def draw_batch(scenes, rng: np.random.Generator, sampling: TrainViewSamplingConf
                       depth=stack("depth"))  # fmt: skip
 
 
-def rotation_error_deg(pose_enc: torch.Tensor, target: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+def rotation_error_deg(pose_enc: torch.Tensor, target: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
     """Geodesic angle between the decoded world-to-camera rotations of the non-reference views, [n]."""
     R_pred, R_true = decode_pose(pose_enc[:, 1:], hw)[0][..., :3], decode_pose(target[:, 1:], hw)[0][..., :3]
-    cos = ((R_pred.transpose(-1, -2) @ R_true).diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
-    return torch.rad2deg(torch.acos(cos.clamp(-1, 1))).flatten()
+    return rotation_angle_deg(R_pred.double().numpy(), R_true.double().numpy()).flatten()
+
+
+def pose_scores(preds: list[torch.Tensor], targets: list, hw: tuple[int, int]) -> dict:
+    """Held-out ``L_p`` (final iteration) and rotation error of views 1.., means over the samples."""
+    return {
+        "pose_loss": float(np.mean([float(pose_distillation_loss([p], t.pose_enc)) for p, t in zip(preds, targets)])),
+        "rotation_deg": float(np.concatenate([rotation_error_deg(p, t.pose_enc, hw) for p, t in zip(preds, targets)]).mean()),
+    }
+
+
+def predict(network: FF3R, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The final pose encodings of one batch, [b, v, 9] on the CPU."""
+    return network(images.to(device), voxelize=False).pose_enc_list[-1].float().cpu()
 
 
 @torch.no_grad()
-def cross_view_share(network: FF3R, batches: list[TrainBatch], device: torch.device) -> float:
-    """Mean change of views 1..'s encodings when view 0 is swapped for another room's, over the mean change of
-    view 1's when view 1 is swapped (both over the held-out samples; the swap takes the next sample's view)."""
+def network_scores(network: FF3R, batches: list[TrainBatch], targets: list, hw: tuple[int, int], device) -> dict:
+    """:func:`pose_scores` of the network's predictions, and its :func:`cross_view_share` from the same ones."""
+    preds = [predict(network, b.images, device) for b in batches]
+    return {**pose_scores(preds, targets, hw), "cross_view_share": cross_view_share(network, batches, preds, device)}
+
+
+def cross_view_share(network: FF3R, batches: list[TrainBatch], preds: list[torch.Tensor], device) -> float:
+    """Mean change of views 1..'s encodings (``preds``: the unswapped ones) when view 0 is swapped for another
+    room's, over the mean change of view 1's when view 1 is swapped (both over the held-out samples; the swap
+    takes the next sample's view)."""
     moved_by_ref, moved_by_self = [], []
-    for i, batch in enumerate(batches):
+    for i, (batch, base) in enumerate(zip(batches, preds)):
         other = batches[(i + 1) % len(batches)].images
-        images = batch.images.to(device)
-        base = network(images, voxelize=False).pose_enc_list[-1].float()
-        swapped_ref, swapped_self = images.clone(), images.clone()
-        swapped_ref[:, 0], swapped_self[:, 1] = other[:, 0].to(device), other[:, 1].to(device)
-        ref = network(swapped_ref, voxelize=False).pose_enc_list[-1].float()
-        own = network(swapped_self, voxelize=False).pose_enc_list[-1].float()
+        swapped_ref, swapped_self = batch.images.clone(), batch.images.clone()
+        swapped_ref[:, 0], swapped_self[:, 1] = other[:, 0], other[:, 1]
+        ref, own = predict(network, swapped_ref, device), predict(network, swapped_self, device)
         moved_by_ref.append((ref[:, 1:] - base[:, 1:]).abs().mean())
         moved_by_self.append((own[:, 1] - base[:, 1]).abs().mean())
     return float(torch.stack(moved_by_ref).mean() / torch.stack(moved_by_self).mean().clamp_min(1e-12))
@@ -143,16 +160,8 @@ def main() -> None:
                                  for _ in range(64)])  # fmt: skip
     constant = train_encodings.mean(0)
 
-    def constant_scores() -> dict:
-        losses, angles = [], []
-        for t in eval_targets:
-            pred = t.pose_enc.clone()
-            pred[:, 1:] = constant
-            losses.append(float(pose_distillation_loss([pred], t.pose_enc)))
-            angles.append(rotation_error_deg(pred, t.pose_enc, hw))
-        return {"pose_loss": float(np.mean(losses)), "rotation_deg": float(torch.cat(angles).mean())}
-
-    baseline = constant_scores()
+    constant_preds = [torch.cat([t.pose_enc[:, :1], constant.expand_as(t.pose_enc[:, 1:])], dim=1) for t in eval_targets]
+    baseline = pose_scores(constant_preds, eval_targets, hw)
     if args.probe:
         probe(args, baseline, eval_batches, eval_targets, hw, device)
         return
@@ -169,19 +178,11 @@ def main() -> None:
         rng = np.random.default_rng(args.seed)
         history, start = [], time.perf_counter()
 
-        @torch.no_grad()
         def evaluate(step: int) -> dict:
             network.eval()
-            losses, angles = [], []
-            for batch, target in zip(eval_batches, eval_targets):
-                out = network(batch.images.to(device), voxelize=False)
-                pred = out.pose_enc_list[-1].float().cpu()
-                losses.append(float(pose_distillation_loss([pred], target.pose_enc)))
-                angles.append(rotation_error_deg(pred, target.pose_enc, hw))
-            share = cross_view_share(network, eval_batches, device)
+            row = {"step": step, **network_scores(network, eval_batches, eval_targets, hw, device)}
             network.train()
-            row = {"step": step, "pose_loss": float(np.mean(losses)), "rotation_deg": float(torch.cat(angles).mean()),
-                   "cross_view_share": share, "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+            row["seconds"] = round(time.perf_counter() - start, 1)
             history.append(row)
             return row
 
@@ -228,13 +229,7 @@ def probe(args, baseline: dict, batches: list[TrainBatch], targets, hw: tuple[in
         torch.manual_seed(args.seed)
         untrained = FF3R(trained.config).to(device).eval()
         for name, network in ((str(checkpoint), trained), (f"{checkpoint} (random init)", untrained)):
-            with torch.no_grad():
-                preds = [network(b.images.to(device), voxelize=False).pose_enc_list[-1].float().cpu() for b in batches]
-            rows[name] = {
-                "pose_loss": float(np.mean([float(pose_distillation_loss([p], t.pose_enc)) for p, t in zip(preds, targets)])),
-                "rotation_deg": float(torch.cat([rotation_error_deg(p, t.pose_enc, hw) for p, t in zip(preds, targets)]).mean()),
-                "cross_view_share": cross_view_share(network, batches, device),
-            }
+            rows[name] = network_scores(network, batches, targets, hw, device)
             print(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in rows[name].items()), flush=True)
     out = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "constant": baseline,
            "probes": rows}  # fmt: skip
