@@ -3,6 +3,7 @@ ns-export, the scripts): one session-scoped run, evaluation and loaded pipeline,
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -21,6 +22,15 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore", "COLUMNS
 ROOM_VIEWS, ROOM_SIZE = 12, 64
 HOLDOUT = 6
 """Frames 3 and 9 of the 12-view room are held out as targets."""
+
+
+def load_script(name: str):
+    """``scripts/NAME.py`` imported as module ``NAME`` (registered in sys.modules, where its dataclasses look)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_command(*args: str, timeout: float = 300) -> str:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -12,24 +11,16 @@ import matplotlib.image
 import numpy as np
 import pytest
 import torch
-from runs import ENV, REPO, run_command
+from runs import ENV, REPO, load_script, run_command
 
 pytestmark = pytest.mark.slow
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("demo_figure", REPO / "scripts" / "demo_figure.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks itself up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_held_out_rows_are_rendered_at_ns_evals_refined_poses(pipeline, evaluation):
     from ff3r_ns.data.views import load_views
     from ff3r_ns.ns.dataparsers import opencv_cameras
 
-    figure = load_script()
+    figure = load_script("demo_figure")
     results = json.loads(evaluation.read_text())["results"]
     rows = figure.target_rows(pipeline, 3, results)
     targets = pipeline.selection.targets
@@ -53,7 +44,7 @@ def test_held_out_rows_are_rendered_at_ns_evals_refined_poses(pipeline, evaluati
 
 
 def test_the_figure_has_a_row_per_view_and_refuses_another_runs_eval(reconstruction, evaluation, tmp_path):
-    figure = load_script()
+    figure = load_script("demo_figure")
     run, _ = reconstruction
     out = tmp_path / "result.png"
     output = run_command(

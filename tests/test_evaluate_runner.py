@@ -3,10 +3,8 @@ constant-pose baseline row, and the baseline itself against a hand computation."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,17 +16,8 @@ from ff3r_ns.eval.baselines import constant_pose_errors, mean_relative_pose
 from ff3r_ns.eval.paper_tables import TABLE_1, TABLE_2, TABLE_5
 from ff3r_ns.network.ff3r import FF3R
 from ff3r_ns.network.weights import save_ff3r_checkpoint
+from runs import load_script
 from test_evaluate import known_gaussians, true_poses, write_known_scene
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
