@@ -1,11 +1,10 @@
 """Gathers what scripts/measure_inference.sh measured into docs/benchmarks/inference-large.json.
 
-    python scripts/inference_table.py RESULTS_DIR [--sdpa cudnn] [--out docs/benchmarks/inference-large.json]
+    python scripts/inference_table.py RESULTS_DIR [--out docs/benchmarks/inference-large.json]
 
-Rows: FF3R large with the attention backend it ships with (``--sdpa``, the network's default), VGGT-1B's own
-code as its demo runs it (torch's default backend), and VGGT with FF3R's backend too, so the ratio is read
-both ways. Accuracy: each bf16 path against its own float32 pass (scripts/measure_precision.py).
-Prints the table as markdown for docs/BENCHMARKS.md.
+Rows: FF3R large and VGGT-1B's own code as its demo runs it, both with torch's attention backend choice, by view
+count, with FF3R's stage times where profiled. Accuracy: each bf16 path against its own float32 pass
+(scripts/measure_precision.py), or why it is absent. Prints the table as markdown for docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -53,24 +52,20 @@ def accuracy_of(precision: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", type=Path, help="OUT_DIR of scripts/measure_inference.sh")
-    parser.add_argument("--sdpa", default="default", choices=["default", "cudnn"], help="FF3R's attention backend")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/inference-large.json"))
     args = parser.parse_args()
 
-    suffix = "" if args.sdpa == "default" else f"-{args.sdpa}"
-    ff3r = merged(args.results, f"large{suffix}", f"large-scale{suffix}")
+    ff3r = merged(args.results, "large", "large-scale")
     vggt = merged(args.results, "vggt1b-reference", "vggt1b-scale")
-    vggt_same = merged(args.results, "vggt1b-reference-cudnn", "vggt1b-scale-cudnn") if suffix else vggt
     rows = []
     for views in sorted(set(ff3r) | set(vggt)):
-        f, v, s = ff3r.get(views), vggt.get(views), vggt_same.get(views)
+        f, v = ff3r.get(views), vggt.get(views)
         row = {
             "views": views,
             "seconds": value(f, "seconds"),
             "vggt_seconds": value(v, "seconds"),
             "peak_gib": value(f, "peak_gib"),
             "vggt_peak_gib": value(v, "peak_gib"),
-            f"vggt_seconds_{args.sdpa}_attention": value(s, "seconds"),
         }
         if row["seconds"] and row["vggt_seconds"]:
             row["ratio"] = round(row["seconds"] / row["vggt_seconds"], 3)
@@ -85,11 +80,11 @@ def main() -> None:
     else:
         accuracy = accuracy_of(json.loads(precision_file.read_text()))
     meta = json.loads(next(args.results.glob("*-vggt1b-reference.json")).read_text())["meta"]
-    document = {"gpu": meta["device"], "torch": meta["torch"], "ff3r_attention": args.sdpa, "rows": rows, "accuracy": accuracy}
+    document = {"gpu": meta["device"], "torch": meta["torch"], "rows": rows, "accuracy": accuracy}
     args.out.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {args.out}\n")
-    print(f"| views | FF3R large | VGGT-1B | ratio | FF3R peak | VGGT peak | VGGT, {args.sdpa} attention |")
-    print("|---|---|---|---|---|---|---|")
+    print("| views | FF3R large | VGGT-1B | ratio | FF3R peak | VGGT peak |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         cells = [
             f"{r['seconds']:.3f} s" if r["seconds"] else "-",
@@ -97,7 +92,6 @@ def main() -> None:
             f"{r['ratio']:.2f}" if "ratio" in r else "-",
             f"{r['peak_gib']:.1f} GiB" if r["peak_gib"] else "-",
             f"{r['vggt_peak_gib']:.1f} GiB" if r["vggt_peak_gib"] else "-",
-            f"{r[f'vggt_seconds_{args.sdpa}_attention']:.3f} s" if r[f"vggt_seconds_{args.sdpa}_attention"] else "-",
         ]
         print(f"| {r['views']} | " + " | ".join(cells) + " |")
 
