@@ -43,6 +43,7 @@ from ff3r_ns.data.views import load_views
 from ff3r_ns.eval.alignment import rotation_angle_deg
 from ff3r_ns.network.cameras import decode_pose
 from ff3r_ns.network.ff3r import FF3R
+from ff3r_ns.network.weights import WeightsUnavailable, load_ff3r_checkpoint
 from ff3r_ns.training.losses import depth_distillation_loss, point_map_loss, pose_distillation_loss
 from ff3r_ns.training.teachers import DatasetGeometryTeacher, TrainBatch
 
@@ -138,9 +139,17 @@ def main() -> None:
     parser.add_argument("--probe", nargs="+", type=Path, default=None, metavar="CHECKPOINT",
                         help="only score these saved networks (held-out L_p, rotation, cross-view share); no training")
     args = parser.parse_args()
+    if args.size % 14:
+        parser.error(f"--size must be a multiple of the 14-pixel patch, got {args.size}")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    probed = {}
+    for checkpoint in args.probe or []:  # before rooms are rendered (minutes): a wrong path ends the run at once
+        try:
+            probed[str(checkpoint)] = load_ff3r_checkpoint(checkpoint, device).eval()
+        except WeightsUnavailable as error:
+            parser.error(str(error))
     args.out.mkdir(parents=True, exist_ok=True)
     rooms = args.out / "rooms"
     room_size = args.size + args.size // 7  # rendered a little larger, then center-cropped like training views
@@ -163,7 +172,7 @@ def main() -> None:
     constant_preds = [torch.cat([t.pose_enc[:, :1], constant.expand_as(t.pose_enc[:, 1:])], dim=1) for t in eval_targets]
     baseline = pose_scores(constant_preds, eval_targets, hw)
     if args.probe:
-        probe(args, baseline, eval_batches, eval_targets, hw, device)
+        probe(args, probed, baseline, eval_batches, eval_targets, hw, device)
         return
     results = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "constant": baseline,
                "device": str(device), "arms": {}}  # fmt: skip
@@ -219,16 +228,14 @@ def main() -> None:
     print(f"wrote {args.out / 'pose_study.json'} and {args.out / 'pose_study.png'}")
 
 
-def probe(args, baseline: dict, batches: list[TrainBatch], targets, hw: tuple[int, int], device: torch.device) -> None:
+def probe(args, probed: dict[str, FF3R], baseline: dict, batches: list[TrainBatch], targets, hw: tuple[int, int],
+          device: torch.device) -> None:
     """Held-out scores and the cross-view share of saved networks, beside a random initialization of each's size."""
-    from ff3r_ns.network.weights import load_ff3r_checkpoint
-
     rows = {}
-    for checkpoint in args.probe:
-        trained = load_ff3r_checkpoint(checkpoint, device).eval()
+    for checkpoint, trained in probed.items():
         torch.manual_seed(args.seed)
         untrained = FF3R(trained.config).to(device).eval()
-        for name, network in ((str(checkpoint), trained), (f"{checkpoint} (random init)", untrained)):
+        for name, network in ((checkpoint, trained), (f"{checkpoint} (random init)", untrained)):
             rows[name] = network_scores(network, batches, targets, hw, device)
             print(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in rows[name].items()), flush=True)
     out = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "constant": baseline,

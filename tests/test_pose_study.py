@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
-from runs import run_command
+from runs import ENV, REPO, run_command
 
 from ff3r_ns.network.ff3r import FF3R
 from ff3r_ns.network.weights import save_ff3r_checkpoint
@@ -42,3 +44,10 @@ def test_pose_study_trains_arms_against_the_constant_and_probes_a_checkpoint(tmp
     assert set(probes) == {str(checkpoint), f"{checkpoint} (random init)"}
     assert all(math.isfinite(row["cross_view_share"]) and row["cross_view_share"] > 0 for row in probes.values())
     assert "cross_view_share" in output
+
+
+def test_pose_study_refuses_a_missing_checkpoint_before_rendering_rooms(tmp_path):
+    command = [sys.executable, str(REPO / "scripts" / "pose_study.py"), str(tmp_path / "out"), "--probe", str(tmp_path / "nope")]
+    done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "nope" in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "out" / "rooms").exists()
