@@ -28,8 +28,10 @@ Arms: ``pose`` (``L_p`` + ``L_d``, the paper's geometry terms at its weights 10 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +45,7 @@ from ff3r_ns.data.views import load_views
 from ff3r_ns.eval.alignment import rotation_angle_deg
 from ff3r_ns.network.cameras import decode_pose
 from ff3r_ns.network.ff3r import FF3R
-from ff3r_ns.network.weights import WeightsUnavailable, load_ff3r_checkpoint
+from ff3r_ns.network.weights import WeightsUnavailable, load_ff3r_checkpoint, save_ff3r_checkpoint
 from ff3r_ns.training.losses import depth_distillation_loss, point_map_loss, pose_distillation_loss
 from ff3r_ns.training.teachers import DatasetGeometryTeacher, TrainBatch
 
@@ -53,23 +55,50 @@ EVAL_SEED_OFFSET = 100_000
 """Held-out rooms' seeds start here (train_synthetic.py's convention)."""
 
 
-def make_rooms(root: Path, seeds: range, frames: int, size: int) -> list[Path]:
-    paths = []
-    for seed in seeds:
-        path = root / f"room_{seed:06d}"
-        if not (path / "transforms.json").is_file():
-            write_scene(path, RoomConfig(seed=seed, num_views=frames, image_size=size, shadows=False))
-        paths.append(path)
+def _write_room(path: Path, config: RoomConfig) -> None:
+    write_scene(path, config)
+
+
+def make_rooms(root: Path, seeds: range, frames: int, size: int, workers: int = 1) -> list[Path]:
+    """The video rooms ``seeds`` under ``root``, rendering those not there yet (``workers`` processes)."""
+    paths = [root / f"room_{seed:06d}" for seed in seeds]
+    todo = [(path, RoomConfig(seed=seed, num_views=frames, image_size=size, shadows=False))
+            for seed, path in zip(seeds, paths) if not (path / "transforms.json").is_file()]  # fmt: skip
+    if workers > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            list(pool.map(_write_room, *zip(*todo)))
+    else:
+        for path, config in todo:
+            _write_room(path, config)
     return paths
 
 
-def draw_batch(scenes, rng: np.random.Generator, sampling: TrainViewSamplingConfig, batch: int, views: int) -> TrainBatch:
+class RoomViews:
+    """One room's frames, loaded once at the training size (load_views reads each frame on its own, so a
+    sample's views are the same tensors a direct load_views would give; tested)."""
+
+    def __init__(self, scene, size: int):
+        self.scene, self.size, self._views = scene, size, None
+
+    def __len__(self) -> int:
+        return len(self.scene)
+
+    def take(self, frames: list[int]) -> dict[str, torch.Tensor]:
+        if self._views is None:
+            self._views = load_views(self.scene, range(len(self.scene)), self.size, depth=True)
+        v, index = self._views, torch.as_tensor(frames)
+        return {"images": v.images[index], "intrinsics": v.intrinsics[index],
+                "camera_to_worlds": v.camera_to_worlds[index], "depth": v.depth[index]}  # fmt: skip
+
+
+def draw_batch(rooms: list[RoomViews], rng: np.random.Generator, sampling: TrainViewSamplingConfig, batch: int,
+               views: int) -> TrainBatch:  # fmt: skip
     """``batch`` rooms, ``views`` views each (a gap of sampling.min_gap..max_gap frames), with poses and depth."""
     loaded = []
-    for i in rng.choice(len(scenes), size=batch, replace=len(scenes) < batch):
-        frames = sample_training_views(len(scenes[i]), sampling, rng)[:views]
-        loaded.append(load_views(scenes[i], frames, sampling.image_size, depth=True))
-    stack = lambda name: torch.stack([getattr(v, name) for v in loaded])  # noqa: E731
+    for i in rng.choice(len(rooms), size=batch, replace=len(rooms) < batch):
+        frames = sample_training_views(len(rooms[i]), sampling, rng)[:views]
+        loaded.append(rooms[i].take(frames))
+    stack = lambda name: torch.stack([v[name] for v in loaded])  # noqa: E731
     return TrainBatch(images=stack("images"), intrinsics=stack("intrinsics"), camera_to_worlds=stack("camera_to_worlds"),
                       depth=stack("depth"))  # fmt: skip
 
@@ -138,24 +167,39 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--probe", nargs="+", type=Path, default=None, metavar="CHECKPOINT",
                         help="only score these saved networks (held-out L_p, rotation, cross-view share); no training")
+    parser.add_argument("--rooms-dir", type=Path, default=None, help="where the rooms are kept (default OUT/rooms)")
+    parser.add_argument("--workers", type=int, default=1, help="processes rendering rooms")
+    parser.add_argument("--render-only", action="store_true", help="render the rooms, then stop")
+    parser.add_argument("--init", type=Path, default=None, metavar="CHECKPOINT",
+                        help="start every arm from these weights (a continuation) instead of a random initialization")
+    parser.add_argument("--save", action="store_true", help="save each arm's final network to OUT/ARM")
+    parser.add_argument("--time-limit", type=float, default=0.0,
+                        help="seconds an arm may train; past it the arm evaluates, saves and ends (0: no limit)")
     args = parser.parse_args()
     if args.size % 14:
         parser.error(f"--size must be a multiple of the 14-pixel patch, got {args.size}")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    probed = {}
-    for checkpoint in args.probe or []:  # before rooms are rendered (minutes): a wrong path ends the run at once
+    def load(checkpoint: Path) -> FF3R:  # before rooms are rendered (minutes): a wrong path ends the run at once
         try:
-            probed[str(checkpoint)] = load_ff3r_checkpoint(checkpoint, device).eval()
+            return load_ff3r_checkpoint(checkpoint, device)
         except WeightsUnavailable as error:
             parser.error(str(error))
+
+    probed = {str(checkpoint): load(checkpoint).eval() for checkpoint in args.probe or []}
+    initial = load(args.init) if args.init else None
     args.out.mkdir(parents=True, exist_ok=True)
-    rooms = args.out / "rooms"
+    rooms = args.rooms_dir or args.out / "rooms"
     room_size = args.size + args.size // 7  # rendered a little larger, then center-cropped like training views
-    train = [read_scene(p) for p in make_rooms(rooms, range(args.rooms), args.frames, room_size)]
-    held = [read_scene(p) for p in make_rooms(rooms, range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + args.eval_rooms),
-                                              args.frames, room_size)]  # fmt: skip
+    eval_seeds = range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + args.eval_rooms)
+    train_paths = make_rooms(rooms, range(args.rooms), args.frames, room_size, args.workers)
+    held_paths = make_rooms(rooms, eval_seeds, args.frames, room_size, args.workers)
+    if args.render_only:
+        print(f"{len(train_paths)} training and {len(held_paths)} held-out rooms in {rooms}")
+        return
+    train = [RoomViews(read_scene(p), args.size) for p in train_paths]
+    held = [RoomViews(read_scene(p), args.size) for p in held_paths]
     sampling = TrainViewSamplingConfig(max_views=args.views, min_views=args.views, random_num_views=False,
                                        min_gap=args.min_gap, max_gap=args.max_gap, image_size=args.size)  # fmt: skip
     teacher, hw = DatasetGeometryTeacher(), (args.size, args.size)
@@ -182,16 +226,19 @@ def main() -> None:
         pose_w, points_w = ARMS[arm]
         points_w = args.points_weight if points_w is None else points_w
         torch.manual_seed(args.seed)
-        network = FF3R.from_preset(args.preset).to(device).train()
+        network = (copy.deepcopy(initial) if initial is not None else FF3R.from_preset(args.preset)).to(device).train()
         optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.05)
         rng = np.random.default_rng(args.seed)
-        history, start = [], time.perf_counter()
+        history, start, train_losses = [], time.perf_counter(), []
 
         def evaluate(step: int) -> dict:
             network.eval()
             row = {"step": step, **network_scores(network, eval_batches, eval_targets, hw, device)}
             network.train()
             row["seconds"] = round(time.perf_counter() - start, 1)
+            if train_losses:  # the training samples' L_p since the last evaluation: over- or under-fitting?
+                row["train_pose_loss"] = float(np.mean(train_losses))
+                train_losses.clear()
             history.append(row)
             return row
 
@@ -216,11 +263,19 @@ def main() -> None:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(network.parameters(), 0.5)
                 optimizer.step()
-                if step % args.eval_every == 0 or step == args.steps:
+                with torch.no_grad():
+                    train_losses.append(float(pose_distillation_loss(pose_list[-1:], target.pose_enc.to(device))))
+                out_of_time = args.time_limit > 0 and time.perf_counter() - start > args.time_limit
+                if step % args.eval_every == 0 or step == args.steps or out_of_time:
                     row = evaluate(step)
                 info = f"eval L_p {row['pose_loss']:.4f} (constant {baseline['pose_loss']:.4f}), rot {row['rotation_deg']:.1f} deg"
                 progress.update(task, advance=1, info=info)
+                if out_of_time:
+                    print(f"{arm}: time limit of {args.time_limit:.0f} s reached at step {step}", flush=True)
+                    break
         results["arms"][arm] = history
+        if args.save:
+            print(f"{arm}: saved {save_ff3r_checkpoint(network, args.out / arm.replace('+', '-'))}", flush=True)
         print(f"{arm}: " + ", ".join(f"step {r['step']}: L_p {r['pose_loss']:.4f} rot {r['rotation_deg']:.2f}" for r in history),
               flush=True)  # fmt: skip
         (args.out / "pose_study.json").write_text(json.dumps(results, indent=2) + "\n")

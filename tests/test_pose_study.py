@@ -9,7 +9,10 @@ import sys
 
 import pytest
 import torch
-from runs import ENV, REPO, run_command
+from runs import ENV, REPO, load_script, run_command
+
+from ff3r_ns.data.readers import read_scene
+from ff3r_ns.data.views import load_views
 
 from ff3r_ns.network.ff3r import FF3R
 from ff3r_ns.network.weights import save_ff3r_checkpoint
@@ -51,3 +54,34 @@ def test_pose_study_refuses_a_missing_checkpoint_before_rendering_rooms(tmp_path
     done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "nope" in done.stderr, done.stderr[-2000:]
     assert not (tmp_path / "out" / "rooms").exists()
+
+
+def test_room_views_give_what_load_views_gives(tmp_path):
+    study = load_script("pose_study")
+    (path,) = study.make_rooms(tmp_path, range(1), frames=12, size=64)
+    scene = read_scene(path)
+    frames = [7, 2, 9]
+    direct = load_views(scene, frames, 56, depth=True)
+    taken = study.RoomViews(scene, 56).take(frames)
+    for name in ("images", "intrinsics", "camera_to_worlds", "depth"):
+        assert torch.equal(taken[name], getattr(direct, name)), name
+
+
+@pytest.mark.slow
+def test_pose_study_continues_from_saved_weights_within_a_time_limit(tmp_path):
+    rooms = tmp_path / "rooms"
+    first = tmp_path / "first"
+    run_command("scripts/pose_study.py", str(first), *SMALL, "--rooms-dir", str(rooms), "--workers", "2",
+                "--render-only")  # fmt: skip
+    assert len(list(rooms.glob("room_*/transforms.json"))) == 5  # 3 training and 2 held-out rooms
+    run_command("scripts/pose_study.py", str(first), *SMALL, "--rooms-dir", str(rooms), "--arms", "pose+points",
+                "--steps", "3", "--eval-every", "3", "--save")  # fmt: skip
+    saved = first / "pose-points"
+    # A continuation starts where the first run ended: its step-0 scores are the first run's last ones.
+    second = tmp_path / "second"
+    run_command("scripts/pose_study.py", str(second), *SMALL, "--rooms-dir", str(rooms), "--arms", "pose+points",
+                "--steps", "1000", "--eval-every", "1000", "--init", str(saved), "--time-limit", "0.001")  # fmt: skip
+    before = json.loads((first / "pose_study.json").read_text())["arms"]["pose+points"]
+    after = json.loads((second / "pose_study.json").read_text())["arms"]["pose+points"]
+    assert after[0]["pose_loss"] == pytest.approx(before[-1]["pose_loss"], rel=1e-5)
+    assert after[-1]["step"] == 1 and "train_pose_loss" in after[-1]  # the time limit ended it after one step
