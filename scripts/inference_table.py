@@ -1,9 +1,11 @@
 """Gathers what scripts/measure_inference.sh measured into docs/benchmarks/inference-large.json.
 
-    python scripts/inference_table.py RESULTS_DIR [--out docs/benchmarks/inference-large.json]
+    python scripts/inference_table.py RESULTS_DIR [OLDER_RESULTS_DIR...] [--out docs/benchmarks/inference-large.json]
 
 Rows: FF3R large and VGGT-1B's own code as its demo runs it, both with torch's attention backend choice, by view
-count, with FF3R's stage times where profiled. Accuracy: each bf16 path against its own float32 pass
+count, with FF3R's stage times where profiled. Each row comes from the first folder that measured both sides at
+that view count (one call, one GPU: the ratio never mixes runs), named in the row's ``measured_in``; accuracy
+comes from the first folder. Accuracy: each bf16 path against its own float32 pass
 (scripts/measure_precision.py), or why it is absent. Prints the table as markdown for docs/BENCHMARKS.md.
 """
 
@@ -37,41 +39,45 @@ def value(row: Optional[dict], key: str) -> Optional[float]:
 def accuracy_of(precision: dict) -> dict:
     """Our mixed path and VGGT's autocast, each against its own float32 pass, from measure_precision.py's JSON."""
     ours, theirs = precision["ff3r-mixed"], precision["vggt-autocast"]
-    return {
-        "views": "8 real views (TUM fr3 long office), long side 448, same perturbed random weights on both sides",
-        "ff3r_depth_rel_err": ours["depth_rel_err"],
-        "vggt_depth_rel_err": theirs["depth_rel_err"],
-        "ff3r_pose_enc_max_abs_err": ours["pose_enc_max_abs_err"],
-        "vggt_pose_enc_max_abs_err": theirs["pose_enc_max_abs_err"],
-        "ff3r_means_voxel_err": ours["means_voxel_err"],
-        "vggt_means_voxel_err": theirs["means_voxel_err"],
-        "all_paths": precision,
-    }
+    keys = ["depth_rel_err", "pose_enc_max_abs_err", "means_voxel_err"]
+    keys += ["depth_spread_err"] if "depth_spread_err" in ours else []  # written since 2026-12-08
+    h, w = precision["image_hw"]
+    out = {"views": f"{precision['views']} real views ({precision['scene']}), {h}x{w}, the same random weights on both "
+           f"sides, every parameter moved by {precision.get('perturb', 0.1)} of its spread"}  # fmt: skip
+    for key in keys:
+        out[f"ff3r_{key}"], out[f"vggt_{key}"] = ours[key], theirs[key]
+    return {**out, "all_paths": precision}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results", type=Path, help="OUT_DIR of scripts/measure_inference.sh")
+    parser.add_argument("results", type=Path, nargs="+", help="OUT_DIRs of scripts/measure_inference.sh, newest first")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/inference-large.json"))
     args = parser.parse_args()
 
-    ff3r = merged(args.results, "large", "large-scale")
-    vggt = merged(args.results, "vggt1b-reference", "vggt1b-scale")
+    measured = [(folder, merged(folder, "large", "large-scale"), merged(folder, "vggt1b-reference", "vggt1b-scale"))
+                for folder in args.results]  # fmt: skip
     rows = []
-    for views in sorted(set(ff3r) | set(vggt)):
-        f, v = ff3r.get(views), vggt.get(views)
+    for views in sorted({v for _, ff3r, vggt in measured for v in set(ff3r) & set(vggt)}):
+        folder, ff3r, vggt = next(m for m in measured if views in m[1] and views in m[2])
+        f, v = ff3r[views], vggt[views]
         row = {
             "views": views,
             "seconds": value(f, "seconds"),
             "vggt_seconds": value(v, "seconds"),
             "peak_gib": value(f, "peak_gib"),
             "vggt_peak_gib": value(v, "peak_gib"),
+            "ratio": round(f["seconds"] / v["seconds"], 3),
+            "measured_in": folder.name,
+            "gpu": json.loads(next(folder.glob("*-vggt1b-reference.json")).read_text())["meta"]["device"],
         }
-        if row["seconds"] and row["vggt_seconds"]:
-            row["ratio"] = round(row["seconds"] / row["vggt_seconds"], 3)
-        if f and "stage_ms" in f:
+        if "stage_ms" in f:
             row["stage_ms"] = f["stage_ms"]
+        compiled = rows_by_views(folder, "large-compiled").get(views)
+        if compiled:
+            row["compiled_seconds"] = compiled["seconds"]
         rows.append(row)
+    args.results = args.results[0]
 
     precision_file = args.results / "precision-8.json"
     if not precision_file.is_file():  # the step failed or ran out of time: say so rather than leave a gap
@@ -79,12 +85,15 @@ def main() -> None:
                     "(its log is in the results folder)"}  # fmt: skip
     else:
         accuracy = accuracy_of(json.loads(precision_file.read_text()))
+        strong = args.results / "precision-8-strong.json"
+        if strong.is_file():  # the same with every parameter moved by its whole spread
+            accuracy["strongly_perturbed"] = accuracy_of(json.loads(strong.read_text()))
     meta = json.loads(next(args.results.glob("*-vggt1b-reference.json")).read_text())["meta"]
-    document = {"gpu": meta["device"], "torch": meta["torch"], "rows": rows, "accuracy": accuracy}
+    document = {"gpu": meta["device"], "torch": meta["torch"], "rows": rows, "accuracy": accuracy}  # the newest run's
     args.out.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {args.out}\n")
-    print("| views | FF3R large | VGGT-1B | ratio | FF3R peak | VGGT peak |")
-    print("|---|---|---|---|---|---|")
+    print("| views | FF3R large | VGGT-1B | ratio | FF3R peak | VGGT peak | measured in |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         cells = [
             f"{r['seconds']:.3f} s" if r["seconds"] else "-",
@@ -92,6 +101,7 @@ def main() -> None:
             f"{r['ratio']:.2f}" if "ratio" in r else "-",
             f"{r['peak_gib']:.1f} GiB" if r["peak_gib"] else "-",
             f"{r['vggt_peak_gib']:.1f} GiB" if r["vggt_peak_gib"] else "-",
+            f"{r['measured_in']} ({r['gpu']})",
         ]
         print(f"| {r['views']} | " + " | ".join(cells) + " |")
 

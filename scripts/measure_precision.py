@@ -17,7 +17,9 @@ its own network's float32 pass:
   softmax), heads in float32: what the backbone's float32 islands are worth;
 - ``ff3r-cast``: everything in bf16 (the previous inference): what the float32 heads are worth on top.
 
-Depth: relative error per pixel (median, 99th percentile, max); pose: the final pose encoding's max
+Depth: relative error per pixel (median, 99th percentile, max), and the error in units of the reference
+depth's spread over its view (``depth_spread_err``: a random head's depth is nearly constant, so the relative
+error alone understates what precision costs); pose: the final pose encoding's max
 absolute error; means: the pixel-aligned centres' error in voxels of the preset (median, 99th percentile).
 A sanity row compares FF3R's float32 geometry path (fusion bypassed) with VGGT's float32 pass.
 """
@@ -37,13 +39,13 @@ from ff3r_ns.network.ff3r import FF3R
 from ff3r_ns.network.precision import cast_backbone_matmuls
 
 
-def perturb_(module: torch.nn.Module, generator: torch.Generator) -> None:
-    """Moves every parameter off its initial value: constants get noise at their own scale (or 0.02)."""
+def perturb_(module: torch.nn.Module, generator: torch.Generator, strength: float = 0.1) -> None:
+    """Moves every parameter off its initial value by ``strength`` of its spread (constants: of their scale, or 0.02)."""
     with torch.no_grad():
         for p in module.parameters():
             noise = torch.randn(p.shape, generator=generator, device="cpu").to(p.device, p.dtype)
             spread = p.std().item() if p.numel() > 1 else 0.0
-            scale = 0.1 * spread if spread > 0 else 0.1 * p.abs().mean().item() + 0.02
+            scale = strength * spread if spread > 0 else strength * p.abs().mean().item() + 0.02
             p.add_(noise * scale)
 
 
@@ -54,6 +56,19 @@ def relative_errors(pred: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
         "p99": torch.quantile(err[torch.randperm(len(err), device=err.device)[:1_000_000]], 0.99).item(),
         "max": err.max().item(),
     }
+
+
+def spread_errors(pred: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
+    """Error per pixel in units of the reference's spread over its view's pixels.
+
+    A random depth head puts out nearly the same depth everywhere (its bias dominates), so an error relative to
+    the value is tiny whatever the precision; relative to how much the depth varies it says what a user sees.
+    """
+    ref = ref.float().flatten(2) if ref.dim() > 3 else ref.float().flatten(-2)  # [b, views, pixels]
+    pred = pred.float().reshape(ref.shape)
+    err = ((pred - ref).abs() / ref.std(dim=-1, keepdim=True).clamp_min(1e-12)).flatten()
+    sample = err[torch.randperm(len(err), device=err.device)[:1_000_000]]
+    return {"median": err.median().item(), "p99": torch.quantile(sample, 0.99).item(), "max": err.max().item()}
 
 
 def voxel_errors(pred: torch.Tensor, ref: torch.Tensor, voxel: float) -> dict[str, float]:
@@ -67,6 +82,7 @@ def voxel_errors(pred: torch.Tensor, ref: torch.Tensor, voxel: float) -> dict[st
 def score(out: dict, ref: dict, voxel: float) -> dict:
     return {
         "depth_rel_err": relative_errors(out["depth"], ref["depth"]),
+        "depth_spread_err": spread_errors(out["depth"], ref["depth"]),
         "pose_enc_max_abs_err": (out["pose_enc"].float() - ref["pose_enc"].float()).abs().max().item(),
         "means_voxel_err": voxel_errors(out["means"], ref["means"], voxel),
     }
@@ -79,6 +95,7 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=8)
     parser.add_argument("--size", type=int, default=448)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--perturb", type=float, default=0.1, help="noise on every parameter, in units of its spread")
     parser.add_argument("--out", default="precision.json")
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -97,8 +114,8 @@ def main() -> None:
         ff3r = FF3R.from_preset("large")
     vggt.point_head = vggt.track_head = None
     vggt.to(device)  # its normalization buffers are made with torch.FloatTensor, on the CPU
-    perturb_(vggt, generator)
-    perturb_(ff3r, generator)
+    perturb_(vggt, generator, args.perturb)
+    perturb_(ff3r, generator, args.perturb)
     state = vggt.state_dict()
     for name in ("aggregator", "camera_head", "depth_head"):
         getattr(ff3r, name).load_state_dict({k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")})
@@ -133,8 +150,11 @@ def main() -> None:
         finally:
             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
 
-    results: dict = {"views": args.views, "image_hw": list(hw), "scene": Path(args.scene).name, "voxel_size": voxel}
+    results: dict = {"views": args.views, "image_hw": list(hw), "scene": Path(args.scene).name, "voxel_size": voxel,
+                     "perturb": args.perturb}  # fmt: skip
     vggt_ref = float32_pass(lambda: run_vggt(False))
+    d = vggt_ref["depth"].float()
+    results["vggt_float32_depth"] = {"mean": d.mean().item(), "std_over_mean": (d.std() / d.mean()).item()}
     results["vggt-autocast"] = score(run_vggt(True), vggt_ref, voxel)
     print("vggt-autocast", json.dumps(results["vggt-autocast"]), flush=True)
 

@@ -250,7 +250,8 @@ def main() -> None:
             for step in range(1, args.steps + 1):
                 batch = draw_batch(train, rng, sampling, args.batch, args.views)
                 target = teacher(batch)
-                out = network(batch.images.to(device), voxelize=False)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):  # as ff3r-train
+                    out = network(batch.images.to(device), voxelize=False)
                 pose_list = [p.float() for p in out.pose_enc_list]
                 depth_t, conf = target.depth.to(device), target.depth_conf.to(device)
                 loss = depth_distillation_loss(out.depth, depth_t, conf, target.top_fraction)
