@@ -56,6 +56,7 @@ EVAL_SEED_OFFSET = 100_000
 
 
 def _write_room(path: Path, config: RoomConfig) -> None:
+    torch.set_num_threads(1)  # one room per process: threads inside each would oversubscribe the cores
     write_scene(path, config)
 
 

@@ -29,7 +29,7 @@ common=(--preset small --size 224 --rooms 64 --eval-rooms 8 --frames 64 --views 
 [ -n "${INIT:-}" ] && common+=(--init "$INIT")
 mkdir -p "$out"
 start=$SECONDS
-python3 scripts/pose_study.py "$out/render" "${common[@]}" --workers "$(nproc)" --render-only >"$out/render.log" 2>&1 \
+OMP_NUM_THREADS=1 python3 scripts/pose_study.py "$out/render" "${common[@]}" --workers "$(nproc)" --render-only >"$out/render.log" 2>&1 \
     || { cat "$out/render.log"; exit 1; }
 echo "rooms rendered in $((SECONDS - start)) s"
 names=()
