@@ -176,7 +176,12 @@ def main() -> None:
     parser.add_argument("--save", action="store_true", help="save each arm's final network to OUT/ARM")
     parser.add_argument("--time-limit", type=float, default=0.0,
                         help="seconds an arm may train; past it the arm evaluates, saves and ends (0: no limit)")
+    parser.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
+                        help="only draw these runs' pose_study.json files into OUT (a .png) and stop")
     args = parser.parse_args()
+    if args.merge:
+        merge(args.merge, args.out)
+        return
     if args.size % 14:
         parser.error(f"--size must be a multiple of the 14-pixel patch, got {args.size}")
     if args.threads:
@@ -302,27 +307,50 @@ def probe(args, probed: dict[str, FF3R], baseline: dict, batches: list[TrainBatc
 
 
 def plot(results: dict, path: Path) -> None:
+    """Held-out L_p (training L_p dashed, where logged), rotation error and cross-view share of each arm."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, key, label in zip(axes, ("pose_loss", "rotation_deg"), ("held-out L_p", "held-out rotation error (deg)")):
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    panels = (("pose_loss", "L_p: held out (solid), training samples (dashed)"),
+              ("rotation_deg", "held-out rotation error (deg)"), ("cross_view_share", "cross-view share"))  # fmt: skip
+    for ax, (key, label) in zip(axes, panels):
         for arm, history in results["arms"].items():
-            ax.plot([r["step"] for r in history], [r[key] for r in history], marker="o", ms=3, label=arm)
-        ax.axhline(results["constant"][key], color="k", ls="--", lw=1, label="constant (mean training pose)")
+            line = ax.plot([r["step"] for r in history], [r[key] for r in history], marker="o", ms=3, label=arm)[0]
+            trained = [r for r in history if "train_pose_loss" in r]
+            if key == "pose_loss" and trained:
+                ax.plot([r["step"] for r in trained], [r["train_pose_loss"] for r in trained], ls="--", color=line.get_color())
+        if key in results["constant"]:
+            ax.axhline(results["constant"][key], color="k", ls="--", lw=1, label="constant (mean training pose)")
         ax.set_xlabel("step")
-        ax.set_title(label)
+        ax.set_title(label, fontsize=9)
         if key == "pose_loss":
             ax.set_yscale("log")
     axes[0].legend(fontsize=8)
     args = results["args"]
-    fig.suptitle(f"{args['preset']} preset, {args['size']} px, {args['views']} views {args['min_gap']}-{args['max_gap']} "
-                 f"frames apart, {args['batch']} rooms a step ({results['device']})", fontsize=9)  # fmt: skip
+    fig.suptitle(f"{args['preset']} preset, {args['size']} px, {args['rooms']} training rooms, {args['views']} views "
+                 f"{args['min_gap']}-{args['max_gap']} frames apart, {args['batch']} rooms a step ({results['device']})",
+                 fontsize=9)  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def merge(paths: list[Path], out: Path) -> None:
+    """One figure of the arms of several runs with the same held-out samples (e.g. pose_study_gpu.sh's)."""
+    runs = [json.loads(p.read_text()) for p in paths]
+    constants = {json.dumps(r["constant"], sort_keys=True) for r in runs}
+    if len(constants) > 1:
+        raise SystemExit(f"{', '.join(map(str, paths))} were scored against different constants: not one study")
+    arms = {}
+    for path, run in zip(paths, runs):
+        for arm, history in run["arms"].items():
+            weight = f" (L_pts {run['args']['points_weight']:g})" if "points" in arm else ""
+            arms[f"{arm}{weight}"] = history
+    plot({**runs[0], "arms": arms}, out)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -85,3 +86,23 @@ def test_pose_study_continues_from_saved_weights_within_a_time_limit(tmp_path):
     after = json.loads((second / "pose_study.json").read_text())["arms"]["pose+points"]
     assert after[0]["pose_loss"] == pytest.approx(before[-1]["pose_loss"], rel=1e-5)
     assert after[-1]["step"] == 1 and "train_pose_loss" in after[-1]  # the time limit ended it after one step
+
+
+def test_merge_draws_runs_of_one_study_and_refuses_others(tmp_path):
+    def run(arm: str, weight: float, constant: float) -> Path:
+        history = [{"step": s, "pose_loss": 0.1 / (s + 1), "rotation_deg": 10.0, "cross_view_share": 0.3,
+                    **({"train_pose_loss": 0.05 / s} if s else {})} for s in (0, 10, 20)]  # fmt: skip
+        args = {"preset": "tiny", "size": 56, "rooms": 3, "views": 3, "min_gap": 4, "max_gap": 8, "batch": 2,
+                "points_weight": weight}  # fmt: skip
+        path = tmp_path / f"{arm}-{weight}-{constant}.json"
+        path.write_text(json.dumps({"args": args, "device": "cpu", "arms": {arm: history},
+                                    "constant": {"pose_loss": constant, "rotation_deg": 8.0}}))  # fmt: skip
+        return path
+
+    out = tmp_path / "arms.png"
+    run_command("scripts/pose_study.py", str(out), "--merge", str(run("pose", 1.0, 0.01)), str(run("pose+points", 10.0, 0.01)))
+    assert out.stat().st_size > 0
+    command = [sys.executable, str(REPO / "scripts" / "pose_study.py"), str(tmp_path / "no.png"), "--merge",
+               str(run("pose", 1.0, 0.01)), str(run("pose", 1.0, 0.02))]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "different constants" in done.stderr and not (tmp_path / "no.png").exists()
