@@ -31,7 +31,6 @@ import argparse
 import copy
 import json
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +39,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from ff3r_ns.data.readers import read_scene
 from ff3r_ns.data.sampling import TrainViewSamplingConfig, sample_training_views
-from ff3r_ns.data.synthetic import RoomConfig, write_scene
+from ff3r_ns.data.synthetic import RoomConfig, write_scenes
 from ff3r_ns.data.views import load_views
 from ff3r_ns.eval.alignment import rotation_angle_deg
 from ff3r_ns.network.cameras import decode_pose
@@ -55,23 +54,11 @@ EVAL_SEED_OFFSET = 100_000
 """Held-out rooms' seeds start here (train_synthetic.py's convention)."""
 
 
-def _write_room(path: Path, config: RoomConfig) -> None:
-    torch.set_num_threads(1)  # one room per process: threads inside each would oversubscribe the cores
-    write_scene(path, config)
-
-
 def make_rooms(root: Path, seeds: range, frames: int, size: int, workers: int = 1) -> list[Path]:
     """The video rooms ``seeds`` under ``root``, rendering those not there yet (``workers`` processes)."""
-    paths = [root / f"room_{seed:06d}" for seed in seeds]
-    todo = [(path, RoomConfig(seed=seed, num_views=frames, image_size=size, shadows=False))
-            for seed, path in zip(seeds, paths) if not (path / "transforms.json").is_file()]  # fmt: skip
-    if workers > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            list(pool.map(_write_room, *zip(*todo)))
-    else:
-        for path, config in todo:
-            _write_room(path, config)
-    return paths
+    jobs = [(root / f"room_{seed:06d}", RoomConfig(seed=seed, num_views=frames, image_size=size, shadows=False))
+            for seed in seeds]  # fmt: skip
+    return write_scenes(jobs, workers)
 
 
 class RoomViews:

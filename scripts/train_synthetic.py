@@ -21,39 +21,31 @@ import copy
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 EVAL_SEED_OFFSET = 100_000
 """Seeds of the evaluation rooms start here, far from the training rooms' 0..N-1."""
 
 
-def _write_room(job: tuple[Path, int, int, int, str, tuple[float, float]]) -> str:
-    import torch
-
-    from ff3r_ns.data.synthetic import RoomConfig, write_scene
-
-    torch.set_num_threads(1)
-    out, seed, views, size, trajectory, fov = job
-    if not (out / "transforms.json").is_file():
-        write_scene(out, RoomConfig(seed=seed, num_views=views, image_size=size, trajectory=trajectory, fov_deg=fov))
-    return out.name
-
-
 def generate(args: argparse.Namespace) -> None:
+    from ff3r_ns.data.synthetic import RoomConfig, write_scenes
+
     if len(args.fov) > 2:
         raise SystemExit(f"--fov takes one value or a low and a high one, got {args.fov}")
     fov = (args.fov[0], args.fov[-1])
-    jobs = [(args.root / "train" / f"room_{i:04d}", i, args.views, args.size, args.trajectory, fov) for i in range(args.train)]
-    jobs += [
-        (args.root / "eval" / f"room_{i:04d}", EVAL_SEED_OFFSET + i, args.views, args.size, args.trajectory, fov)
-        for i in range(args.eval)
-    ]
+
+    def room(split: str, i: int, seed: int):
+        config = RoomConfig(seed=seed, num_views=args.views, image_size=args.size, trajectory=args.trajectory, fov_deg=fov)
+        return args.root / split / f"room_{i:04d}", config
+
+    jobs = [room("train", i, i) for i in range(args.train)] + [room("eval", i, EVAL_SEED_OFFSET + i) for i in range(args.eval)]
     start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        for done, _ in enumerate(pool.map(_write_room, jobs), start=1):
-            if done % 16 == 0 or done == len(jobs):
-                print(f"{done}/{len(jobs)} rooms ({time.perf_counter() - start:.0f} s)", flush=True)
+
+    def progress(done: int, total: int) -> None:
+        if done % 16 == 0 or done == total:
+            print(f"{done}/{total} rooms ({time.perf_counter() - start:.0f} s)", flush=True)
+
+    write_scenes(jobs, args.workers, progress)
 
 
 def build_config(args: argparse.Namespace):

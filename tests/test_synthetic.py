@@ -26,6 +26,7 @@ from ff3r_ns.data.synthetic import (
     make_cameras,
     render_views,
     write_scene,
+    write_scenes,
 )
 from ff3r_ns.data.synthetic.room import CAMERA_CLEARANCE, distance_to_primitive
 from ff3r_ns.data.synthetic.trajectory import (
@@ -401,3 +402,20 @@ def test_video_rooms_are_deterministic_and_loop_rooms_differ(tmp_path):
     loop = RoomConfig(seed=11, num_views=3, image_size=16, trajectory="loop")
     room = generate_room(config)
     assert not np.allclose(make_cameras(room, config).camera_to_worlds, make_cameras(room, loop).camera_to_worlds)
+
+
+def test_write_scenes_in_parallel_writes_what_one_process_writes_and_keeps_finished_rooms(tmp_path):
+    configs = [RoomConfig(seed=seed, num_views=3, image_size=32, shadows=False) for seed in (4, 5, 6)]
+    serial = write_scenes([(tmp_path / "serial" / f"r{i}", c) for i, c in enumerate(configs)])
+    done = []
+    parallel = write_scenes([(tmp_path / "parallel" / f"r{i}", c) for i, c in enumerate(configs)], workers=2,
+                            progress=lambda i, n: done.append((i, n)))  # fmt: skip
+    assert [p.name for p in parallel] == ["r0", "r1", "r2"] and done == [(1, 3), (2, 3), (3, 3)]
+    for a, b in zip(serial, parallel):
+        files = sorted(f.relative_to(a) for f in a.rglob("*") if f.is_file())
+        assert files and files == sorted(f.relative_to(b) for f in b.rglob("*") if f.is_file())
+        assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    # A finished room is left alone: its files keep their times.
+    stamp = (parallel[0] / "transforms.json").stat().st_mtime_ns
+    write_scenes([(parallel[0], configs[0])], workers=2)
+    assert (parallel[0] / "transforms.json").stat().st_mtime_ns == stamp

@@ -52,7 +52,7 @@ from ff3r_ns.data.synthetic.teacher import (
     teacher_view,
 )
 from ff3r_ns.data.synthetic.trajectory import ViewCameras, make_cameras
-from ff3r_ns.data.synthetic.writer import write_scene
+from ff3r_ns.data.synthetic.writer import write_scene, write_scenes
 
 __all__ = [
     "BED",
@@ -81,4 +81,5 @@ __all__ = [
     "teacher_features",
     "teacher_view",
     "write_scene",
+    "write_scenes",
 ]

@@ -7,7 +7,8 @@ import json
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Optional
+from concurrent.futures import ProcessPoolExecutor
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -119,3 +120,31 @@ def write_scene(out_dir: str | Path, config: RoomConfig, progress: Optional[Call
     path = out_dir / "transforms.json"
     path.write_text(json.dumps(meta, indent=2))
     return path
+
+
+def _write_missing(job: tuple[Path, RoomConfig]) -> Path:
+    path, config = job
+    if not (path / "transforms.json").is_file():
+        write_scene(path, config)
+    return path
+
+
+def write_scenes(
+    jobs: Sequence[tuple[str | Path, RoomConfig]], workers: int = 1, progress: Optional[Callable[[int, int], None]] = None
+) -> list[Path]:
+    """Writes each ``(folder, config)`` whose folder holds no ``transforms.json`` yet, in ``workers`` processes of
+    one thread each (torch threads inside each would oversubscribe the cores: on 16 cores, 16 processes of 16
+    threads rendered 20x slower); returns the folders in order. ``progress(done, total)`` follows each room."""
+    jobs = [(Path(path), config) for path, config in jobs]
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            written = pool.map(_write_missing, jobs)
+            for i, _ in enumerate(written, start=1):
+                if progress is not None:
+                    progress(i, len(jobs))
+    else:
+        for i, job in enumerate(jobs, start=1):
+            _write_missing(job)
+            if progress is not None:
+                progress(i, len(jobs))
+    return [path for path, _ in jobs]
