@@ -419,3 +419,19 @@ def test_write_scenes_in_parallel_writes_what_one_process_writes_and_keeps_finis
     stamp = (parallel[0] / "transforms.json").stat().st_mtime_ns
     write_scenes([(parallel[0], configs[0])], workers=2)
     assert (parallel[0] / "transforms.json").stat().st_mtime_ns == stamp
+
+
+def test_a_layout_that_no_video_path_fits_is_drawn_again():
+    # Seed 239's first clear layout (the loop's test) leaves no walk-through or orbit of 64 frames its 0.5 m:
+    # its video room used to fail to plan; now the layout is drawn again.
+    from ff3r_ns.data.synthetic.layout import _generate_room
+    from ff3r_ns.data.synthetic.trajectory import plan_video
+
+    config = RoomConfig(seed=239, num_views=64, image_size=32, shadows=False)
+    first = _generate_room(config, np.random.default_rng([config.seed, 0, 0]))
+    assert plan_video(first, config) is None
+    room = generate_room(config)
+    cameras = make_cameras(room, config)
+    assert cameras.camera_to_worlds.shape == (64, 4, 4)
+    clearance = horizontal_clearance(room, cameras.camera_to_worlds[:, :2, 3])
+    assert clearance.min() >= config.camera_clearance - 0.05, clearance.min()  # sway may take a few cm

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -258,6 +259,17 @@ def _orbit(room: Room, config: RoomConfig, rng: np.random.Generator) -> _Plan | 
 
 def _video_poses(room: Room, config: RoomConfig) -> np.ndarray:
     """Camera-to-worlds ``[n, 4, 4]`` of a video capture of the room (module docstring)."""
+    c2w = plan_video(room, config)
+    if c2w is None:
+        raise RuntimeError(
+            f"could not plan a video path for seed {config.seed} that keeps {config.camera_clearance} m from walls "
+            "and furniture; lower camera_clearance, furnish less (num_* ranges) or use trajectory='loop'"
+        )
+    return c2w
+
+
+def plan_video(room: Room, config: RoomConfig) -> Optional[np.ndarray]:
+    """:func:`_video_poses`'s cameras, or None where no drawn walk-through or orbit keeps its clearance."""
     choose = np.random.default_rng([config.seed, 1, 1])
     planners = (_orbit, _walk_through) if choose.random() < config.orbit_probability else (_walk_through, _orbit)
     for attempt in range(_ATTEMPTS):  # the drawn kind of video first, the other one where it does not fit
@@ -268,10 +280,7 @@ def _video_poses(room: Room, config: RoomConfig) -> np.ndarray:
         c2w = _handheld(rng, config, plan)
         if _acceptable(room, config, c2w, look_ahead=plan.look_at is None):
             return c2w
-    raise RuntimeError(
-        f"could not plan a video path for seed {config.seed} that keeps {config.camera_clearance} m from walls "
-        "and furniture; lower camera_clearance, furnish less (num_* ranges) or use trajectory='loop'"
-    )
+    return None
 
 
 def _handheld(rng: np.random.Generator, config: RoomConfig, plan: _Plan) -> np.ndarray:
