@@ -250,6 +250,16 @@ def test_refuses_to_overwrite_foreign_folder_and_replaces_own(tmp_path):
     write_scene(own, RoomConfig(num_views=3, image_size=16))
     write_scene(own, RoomConfig(num_views=2, image_size=16))
     assert sorted(p.name for p in (own / "images").iterdir()) == ["frame_00000.png", "frame_00001.png"]
+    # A scene whose writing stopped before its transforms.json (a crash) is written again, not refused...
+    (own / "transforms.json").unlink()
+    write_scene(own, RoomConfig(num_views=1, image_size=16))
+    assert sorted(p.name for p in (own / "images").iterdir()) == ["frame_00000.png"]
+    # ...but only while it holds nothing but frames in our folders.
+    (own / "transforms.json").unlink()
+    (own / "images" / "holiday.jpg").write_bytes(b"")
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        write_scene(own, RoomConfig(num_views=1, image_size=16))
+    assert (own / "images" / "holiday.jpg").exists()
 
 
 def test_loop_camera_path_is_clear_of_furniture_and_closed():

@@ -40,6 +40,14 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 _SUBDIRS = ("images", "depth", "labels", "features")
 
 
+def _unfinished_scene(out_dir: Path) -> bool:
+    """A scene whose writing stopped before its transforms.json: nothing but our folders of frame files."""
+    entries = list(out_dir.iterdir())
+    return all(e.is_dir() and e.name in _SUBDIRS for e in entries) and all(
+        f.is_file() and f.name.startswith("frame_") for e in entries for f in e.iterdir()
+    )
+
+
 def _prepare_output(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"{out_dir} exists and is not a folder; choose another output path")
@@ -48,7 +56,7 @@ def _prepare_output(out_dir: Path) -> None:
         try:
             previous = "ff3r_synthetic" in json.loads(meta.read_text())
         except (OSError, ValueError):
-            previous = False
+            previous = _unfinished_scene(out_dir)
         if not previous:
             raise FileExistsError(
                 f"{out_dir} is not empty and is not a synthetic scene written by ff3r_ns (no transforms.json "
@@ -57,7 +65,7 @@ def _prepare_output(out_dir: Path) -> None:
         for sub in _SUBDIRS:  # a previous synthetic scene: drop its frames so none is left stale
             for file in (out_dir / sub).glob("frame_*"):
                 file.unlink()
-        meta.unlink()
+        meta.unlink(missing_ok=True)
     for sub in _SUBDIRS:
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
 
