@@ -22,7 +22,13 @@ scores) on saved networks, e.g. the shipped ``ff3r_ns/weights/ff3r-small``.
 
 Arms: ``pose`` (``L_p`` + ``L_d``, the paper's geometry terms at its weights 10 and 1), ``pose+points``
 (plus ``--points-weight`` ``L_pts``), ``points`` (``L_d`` + ``L_pts`` alone). Writes ``OUT_DIR/pose_study.json``
-(every evaluation of every arm) and ``OUT_DIR/pose_study.png`` (the curves against the constants).
+(every evaluation of every arm, with the training samples' ``L_p`` since the last one: memorizing rooms shows
+as a training ``L_p`` far under the held-out one) and ``OUT_DIR/pose_study.png`` (the curves against the constants).
+
+Across device calls: ``--rooms-dir`` keeps the rooms where several runs find them (``--workers`` render them in
+parallel, ``--render-only`` stops there), ``--time-limit`` ends an arm in time to be saved (``--save``), and
+``--init`` starts from saved weights. ``scripts/pose_study_gpu.sh`` runs arms side by side on one GPU;
+``--merge`` draws their JSONs into one figure.
 """
 
 from __future__ import annotations
