@@ -445,3 +445,15 @@ def test_a_layout_that_no_video_path_fits_is_drawn_again():
     assert cameras.camera_to_worlds.shape == (64, 4, 4)
     clearance = horizontal_clearance(room, cameras.camera_to_worlds[:, :2, 3])
     assert clearance.min() >= config.camera_clearance - 0.05, clearance.min()  # sway may take a few cm
+
+
+def test_make_cameras_reuses_the_path_planned_with_the_layout_only_for_that_config():
+    config = RoomConfig(seed=3, num_views=24, image_size=32, shadows=False)
+    room = generate_room(config)
+    assert room.video_plan is not None and room.video_plan[0] == config
+    reused = make_cameras(room, config).camera_to_worlds
+    planned, room.video_plan = room.video_plan, None
+    assert np.array_equal(reused, make_cameras(room, config).camera_to_worlds)  # what planning again gives
+    room.video_plan = planned
+    other = RoomConfig(seed=3, num_views=12, image_size=32, shadows=False)
+    assert make_cameras(room, other).camera_to_worlds.shape == (12, 4, 4)  # another config plans its own

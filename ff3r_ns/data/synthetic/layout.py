@@ -103,9 +103,12 @@ def generate_room(config: RoomConfig) -> Room:
         centres, _ = room.camera_path.centres_and_targets(np.linspace(0.0, 1.0, 256, endpoint=False))
         if not all(distance_to_primitive(centres, p).min() > CAMERA_CLEARANCE for p in room.primitives):
             continue
-        # About one seed in 250 is furnished so that no video path fits (seed 239 at 64 frames): draw again.
-        if config.trajectory == "video" and plan_video(room, config) is None:
-            continue
+        if config.trajectory == "video":
+            # About one seed in 250 is furnished so that no video path fits (seed 239 at 64 frames): draw again.
+            c2w = plan_video(room, config)
+            if c2w is None:
+                continue
+            room.video_plan = (config, c2w)
         return room
     raise RuntimeError(
         f"could not lay out seed {config.seed} with a clear camera path; raise camera_wall_margin or room sizes"

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ff3r_ns.data.synthetic.config import RoomConfig
 
 CAMERA_CLEARANCE = 0.3  # metres between any camera on the path and any primitive
 
@@ -92,6 +96,9 @@ class Room:
     """Name of each object (group) of primitives."""
     camera_path: CameraPath
     seed: int
+    video_plan: Optional[tuple[RoomConfig, np.ndarray]] = field(default=None, compare=False, repr=False)
+    """The video cameras ``[n, 4, 4]`` planned when this layout was accepted, and the config they were planned
+    for: ``make_cameras`` reuses them for an equal config instead of planning the same path again."""
 
 
 def distance_to_primitive(points: np.ndarray, prim: Primitive) -> np.ndarray:

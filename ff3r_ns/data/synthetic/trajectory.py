@@ -259,6 +259,8 @@ def _orbit(room: Room, config: RoomConfig, rng: np.random.Generator) -> _Plan | 
 
 def _video_poses(room: Room, config: RoomConfig) -> np.ndarray:
     """Camera-to-worlds ``[n, 4, 4]`` of a video capture of the room (module docstring)."""
+    if room.video_plan is not None and room.video_plan[0] == config:  # planned when the layout was accepted
+        return room.video_plan[1].copy()
     c2w = plan_video(room, config)
     if c2w is None:
         raise RuntimeError(

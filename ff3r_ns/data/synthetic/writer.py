@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
-from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Optional, Sequence
 
 import numpy as np
