@@ -138,6 +138,11 @@ def cross_view_share(network: FF3R, batches: list[TrainBatch], preds: list[torch
     return float(torch.stack(moved_by_ref).mean() / torch.stack(moved_by_self).mean().clamp_min(1e-12))
 
 
+def args_record(args: argparse.Namespace) -> dict:
+    """The command-line arguments as JSON values."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
@@ -180,6 +185,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+
     def load(checkpoint: Path) -> FF3R:  # before rooms are rendered (minutes): a wrong path ends the run at once
         try:
             return load_ff3r_checkpoint(checkpoint, device)
@@ -217,8 +223,7 @@ def main() -> None:
     if args.probe:
         probe(args, probed, baseline, eval_batches, eval_targets, hw, device)
         return
-    results = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "constant": baseline,
-               "device": str(device), "arms": {}}  # fmt: skip
+    results = {"args": args_record(args), "constant": baseline, "device": str(device), "arms": {}}
     print(f"constant baseline: L_p {baseline['pose_loss']:.4f}, rotation {baseline['rotation_deg']:.2f} deg", flush=True)
 
     for arm in args.arms:
@@ -236,7 +241,7 @@ def main() -> None:
             network.train()
             row["seconds"] = round(time.perf_counter() - start, 1)
             if train_losses:  # the training samples' L_p since the last evaluation: over- or under-fitting?
-                row["train_pose_loss"] = float(np.mean(train_losses))
+                row["train_pose_loss"] = float(torch.stack(train_losses).mean())
                 train_losses.clear()
             history.append(row)
             return row
@@ -252,19 +257,19 @@ def main() -> None:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):  # as ff3r-train
                     out = network(batch.images.to(device), voxelize=False)
                 pose_list = [p.float() for p in out.pose_enc_list]
-                depth_t, conf = target.depth.to(device), target.depth_conf.to(device)
+                depth_t, conf, pose_t = (x.to(device) for x in (target.depth, target.depth_conf, target.pose_enc))
                 loss = depth_distillation_loss(out.depth, depth_t, conf, target.top_fraction)
                 if pose_w > 0:
-                    loss = loss + pose_w * pose_distillation_loss(pose_list, target.pose_enc.to(device))
+                    loss = loss + pose_w * pose_distillation_loss(pose_list, pose_t)
                 if points_w > 0:
-                    loss = loss + points_w * point_map_loss(out.depth, pose_list[-1], depth_t,
-                                                            target.pose_enc.to(device), conf, target.top_fraction)  # fmt: skip
+                    points = point_map_loss(out.depth, pose_list[-1], depth_t, pose_t, conf, target.top_fraction)
+                    loss = loss + points_w * points
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(network.parameters(), 0.5)
                 optimizer.step()
-                with torch.no_grad():
-                    train_losses.append(float(pose_distillation_loss(pose_list[-1:], target.pose_enc.to(device))))
+                with torch.no_grad():  # kept on the device: reading it every step would wait for the GPU
+                    train_losses.append(pose_distillation_loss(pose_list[-1:], pose_t))
                 out_of_time = args.time_limit > 0 and time.perf_counter() - start > args.time_limit
                 if step % args.eval_every == 0 or step == args.steps or out_of_time:
                     row = evaluate(step)
@@ -293,8 +298,7 @@ def probe(args, probed: dict[str, FF3R], baseline: dict, batches: list[TrainBatc
         for name, network in ((checkpoint, trained), (f"{checkpoint} (random init)", untrained)):
             rows[name] = network_scores(network, batches, targets, hw, device)
             print(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in rows[name].items()), flush=True)
-    out = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "constant": baseline,
-           "probes": rows}  # fmt: skip
+    out = {"args": args_record(args), "constant": baseline, "probes": rows}
     (args.out / "probe.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
     print(f"wrote {args.out / 'probe.json'}")
 

@@ -7,7 +7,7 @@
 #
 # Renders the rooms once with every core (in $ROOMS, default /tmp/pose-rooms: deterministic, so a later call renders the same
 # ones), then runs one scripts/pose_study.py process per arm with --time-limit SECONDS and --save; STUDY_ARGS are
-# extra pose_study.py arguments shared by every arm (the defaults below come first, so they override them), INIT
+# extra pose_study.py arguments shared by every arm (they come after the defaults below and override them), INIT
 # starts every arm from saved weights (a continuation). What comes back (a device call returns at most 8 files of
 # 16 MiB): OUT_DIR/results.tar.gz (each arm's pose_study.json, .png and log) and the arm with the lowest final
 # held-out L_p as float16 in pieces: `cat OUT_DIR/best.safetensors.part* > model.safetensors`, beside
