@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Optional
 
 
 def rows_by_views(results: Path, stem: str) -> dict[int, dict]:
@@ -30,10 +29,6 @@ def merged(results: Path, *stems: str) -> dict[int, dict]:
     for stem in stems:
         rows.update(rows_by_views(results, stem))
     return rows
-
-
-def value(row: Optional[dict], key: str) -> Optional[float]:
-    return None if row is None else row.get(key)
 
 
 def accuracy_of(precision: dict) -> dict:
@@ -55,6 +50,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/inference-large.json"))
     args = parser.parse_args()
 
+    metas = {folder: json.loads(next(folder.glob("*-vggt1b-reference.json")).read_text())["meta"] for folder in args.results}
     measured = [(folder, merged(folder, "large", "large-scale"), merged(folder, "vggt1b-reference", "vggt1b-scale"))
                 for folder in args.results]  # fmt: skip
     rows = []
@@ -63,13 +59,13 @@ def main() -> None:
         f, v = ff3r[views], vggt[views]
         row = {
             "views": views,
-            "seconds": value(f, "seconds"),
-            "vggt_seconds": value(v, "seconds"),
-            "peak_gib": value(f, "peak_gib"),
-            "vggt_peak_gib": value(v, "peak_gib"),
+            "seconds": f["seconds"],
+            "vggt_seconds": v["seconds"],
+            "peak_gib": f.get("peak_gib"),
+            "vggt_peak_gib": v.get("peak_gib"),
             "ratio": round(f["seconds"] / v["seconds"], 3),
             "measured_in": folder.name,
-            "gpu": json.loads(next(folder.glob("*-vggt1b-reference.json")).read_text())["meta"]["device"],
+            "gpu": metas[folder]["device"],
         }
         if "stage_ms" in f:
             row["stage_ms"] = f["stage_ms"]
@@ -77,18 +73,18 @@ def main() -> None:
         if compiled:
             row["compiled_seconds"] = compiled["seconds"]
         rows.append(row)
-    args.results = args.results[0]
 
-    precision_file = args.results / "precision-8.json"
+    newest = args.results[0]
+    precision_file = newest / "precision-8.json"
     if not precision_file.is_file():  # the step failed or ran out of time: say so rather than leave a gap
         accuracy = {"measured": False, "why": f"{precision_file.name} is absent: measure_precision.py did not finish "
                     "(its log is in the results folder)"}  # fmt: skip
     else:
         accuracy = accuracy_of(json.loads(precision_file.read_text()))
-        strong = args.results / "precision-8-strong.json"
+        strong = newest / "precision-8-strong.json"
         if strong.is_file():  # the same with every parameter moved by its whole spread
             accuracy["strongly_perturbed"] = accuracy_of(json.loads(strong.read_text()))
-    meta = json.loads(next(args.results.glob("*-vggt1b-reference.json")).read_text())["meta"]
+    meta = metas[newest]
     document = {"gpu": meta["device"], "torch": meta["torch"], "rows": rows, "accuracy": accuracy}  # the newest run's
     args.out.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {args.out}\n")
