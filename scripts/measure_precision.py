@@ -49,13 +49,16 @@ def perturb_(module: torch.nn.Module, generator: torch.Generator, strength: floa
             p.add_(noise * scale)
 
 
+def summary(err: torch.Tensor, with_max: bool = True) -> dict[str, float]:
+    """Median, 99th percentile (of at most a million samples: torch.quantile's limit) and max of ``err``."""
+    err = err.flatten()
+    sample = err[torch.randperm(len(err), device=err.device)[:1_000_000]]
+    out = {"median": err.median().item(), "p99": torch.quantile(sample, 0.99).item()}
+    return {**out, "max": err.max().item()} if with_max else out
+
+
 def relative_errors(pred: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
-    err = ((pred.float() - ref.float()).abs() / ref.float().abs().clamp_min(1e-6)).flatten()
-    return {
-        "median": err.median().item(),
-        "p99": torch.quantile(err[torch.randperm(len(err), device=err.device)[:1_000_000]], 0.99).item(),
-        "max": err.max().item(),
-    }
+    return summary((pred.float() - ref.float()).abs() / ref.float().abs().clamp_min(1e-6))
 
 
 def spread_errors(pred: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
@@ -64,19 +67,15 @@ def spread_errors(pred: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
     A random depth head puts out nearly the same depth everywhere (its bias dominates), so an error relative to
     the value is tiny whatever the precision; relative to how much the depth varies it says what a user sees.
     """
-    ref = ref.float().flatten(2) if ref.dim() > 3 else ref.float().flatten(-2)  # [b, views, pixels]
+    ref = ref.float().flatten(-2)  # [..., views, pixels]
     pred = pred.float().reshape(ref.shape)
-    err = ((pred - ref).abs() / ref.std(dim=-1, keepdim=True).clamp_min(1e-12)).flatten()
-    sample = err[torch.randperm(len(err), device=err.device)[:1_000_000]]
-    return {"median": err.median().item(), "p99": torch.quantile(sample, 0.99).item(), "max": err.max().item()}
+    return summary((pred - ref).abs() / ref.std(dim=-1, keepdim=True).clamp_min(1e-12))
 
 
 def voxel_errors(pred: torch.Tensor, ref: torch.Tensor, voxel: float) -> dict[str, float]:
     # FF3R keeps its pixel-aligned centres flat ([b, views*h*w, 3]), VGGT's unprojection [b, views, h, w, 3]:
     # both in the order views, rows, columns.
-    err = (pred.float().reshape(-1, 3) - ref.float().reshape(-1, 3)).norm(dim=-1) / voxel
-    sample = err[torch.randperm(len(err), device=err.device)[:1_000_000]]
-    return {"median": err.median().item(), "p99": torch.quantile(sample, 0.99).item()}
+    return summary((pred.float().reshape(-1, 3) - ref.float().reshape(-1, 3)).norm(dim=-1) / voxel, with_max=False)
 
 
 def score(out: dict, ref: dict, voxel: float) -> dict:
