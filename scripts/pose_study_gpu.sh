@@ -68,8 +68,10 @@ save_file(state, str(out / "best.safetensors"))
 (out / "best.txt").write_text(f"{best} ({final[best][1]}): final held-out L_p {final[best][0]:.5f}\n")
 print("best:", (out / "best.txt").read_text().strip())
 EOF
-(cd "$out" && split -b 15M -d best.safetensors best.safetensors.part && rm best.safetensors)
+status=$?  # no arm finished: the logs still come back, and the call fails
+[ $status = 0 ] && (cd "$out" && split -b 15M -d best.safetensors best.safetensors.part && rm best.safetensors)
 tar -czf "$out/results.tar.gz" -C "$out" $(cd "$out" && ls -d render.log */pose_study.json */pose_study.png */log.txt 2>/dev/null)
 for name in "${names[@]}"; do rm -rf "${out:?}/$name"; done
 rm -rf "$out/render" "$out/render.log"
 ls -la "$out"
+exit $status
